@@ -1,0 +1,190 @@
+"""Layered configuration: conf/base.yaml, an environment overlay, environment variables, --conf.
+
+The base file is also the schema: every key a user may set exists there, with a value of
+the type it must have. Anything else is refused at start with an error naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from common.errors import ConfigError
+
+ENVIRONMENTS = ("local", "test", "cluster", "databricks", "s3")
+ENV_PREFIX = "LAKEJOBS__"  # LAKEJOBS__LAKE__ROOT=/data/lake sets lake.root
+_MISSING = object()
+
+
+def read_conf_file(name: str) -> Any:
+    """Parse one YAML file shipped in conf/ (works from a checkout, a wheel, or a --py-files zip)."""
+    text = resources.files("conf").joinpath(name).read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated, read-only view of the merged configuration."""
+
+    data: Mapping[str, Any]
+    env: str
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is _MISSING:
+                    raise ConfigError(f"config key '{key}' is not set")
+                return default
+            node = node[part]
+        return node
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """A copy with dotted keys replaced, validated like the original (used by tests and jobs)."""
+        merged = copy.deepcopy(dict(self.data))
+        for key, value in overrides.items():
+            _set_dotted(merged, key, value)
+        return _validated(merged, self.env)
+
+    def flat(self) -> dict[str, Any]:
+        return dict(_flatten(self.data))
+
+
+def load_config(
+    env: str = "local",
+    overrides: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge base ← overlay ← environment variables ← `key=value` overrides, then validate."""
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment '{env}'; valid: {', '.join(ENVIRONMENTS)}")
+    data = read_conf_file("base.yaml")
+    _merge_overlay(data, read_conf_file(f"{env}.yaml"), origin=f"conf/{env}.yaml")
+    environ = os.environ if environ is None else environ
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX):].lower().replace("__", ".")
+            _set_dotted(data, key, _parse_scalar(raw), origin=f"environment variable {name}")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf expects key=value, got '{item}'")
+        _set_dotted(data, key.strip(), _parse_scalar(raw), origin=f"--conf {item}")
+    return _validated(data, env)
+
+
+def _parse_scalar(raw: str) -> Any:
+    """'8' → 8, 'true' → True, 'null' → None, '[a, b]' → list; anything else stays a string."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def _merge_overlay(data: dict, overlay: Mapping, origin: str) -> None:
+    for key, value in _flatten(overlay):
+        _set_dotted(data, key, copy.deepcopy(value), origin=origin)
+
+
+# Maps whose keys are free-form (extra Spark settings, MLflow tags); their values are not typed.
+OPEN_MAPS = ("spark.conf", "mlflow.tags")
+
+
+def _is_open(dotted: str) -> bool:
+    return dotted in OPEN_MAPS
+
+
+def _set_dotted(data: dict, key: str, value: Any, origin: str = "override") -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts):
+        path = ".".join(parts[: i + 1])
+        if _is_open(path):
+            # The rest of the dotted key is one free-form key ('spark.conf.spark.sql.x' → 'spark.sql.x').
+            rest = ".".join(parts[i + 1:])
+            target = node.setdefault(part, {})
+            if rest:
+                target[rest] = value
+            elif isinstance(value, Mapping):
+                target.update(value)
+            else:
+                raise ConfigError(f"config key '{key}' from {origin} must be a mapping")
+            return
+        if part not in node or (i < len(parts) - 1 and not isinstance(node[part], dict)):
+            raise ConfigError(_unknown_key_message(key, data, origin))
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _unknown_key_message(key: str, data: Mapping, origin: str) -> str:
+    known = [k for k, _ in _flatten(data)]
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown config key '{key}' from {origin}{hint}"
+
+
+def _flatten(data: Mapping, prefix: str = ""):
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and not _is_open(dotted):
+            yield from _flatten(value, f"{dotted}.")
+        else:
+            yield dotted, value
+
+
+def _validated(data: dict, env: str) -> Config:
+    schema = dict(_flatten(read_conf_file("base.yaml")))
+    for key, value in _flatten(data):
+        expected = schema.get(key)
+        if expected is None or value is None:
+            continue
+        if isinstance(expected, bool) != isinstance(value, bool) or not _same_kind(expected, value):
+            raise ConfigError(
+                f"config key '{key}' must be {type(expected).__name__}, got {value!r}"
+            )
+    for key, check in _CHECKS.items():
+        value = Config(data, env).get(key, None)
+        problem = check(value)
+        if problem:
+            raise ConfigError(f"config key '{key}' {problem}, got {value!r}")
+    return Config(data, env)
+
+
+def _same_kind(expected: Any, value: Any) -> bool:
+    if isinstance(expected, float) and isinstance(value, int):
+        return True
+    if isinstance(expected, (list, dict)):
+        return isinstance(value, type(expected))
+    return isinstance(value, type(expected))
+
+
+def _one_of(*allowed: str):
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if isinstance(v, (int, float)) and v > 0 else "must be a positive number"
+
+
+_CHECKS = {
+    "source.kind": _one_of("generator", "folder", "url"),
+    "spark.shuffle_partitions": _positive,
+    "spark.log_level": _one_of("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"),
+    "generator.ratings": _positive,
+    "generator.users": _positive,
+    "generator.movies": _positive,
+    "sensor.timeout_s": _positive,
+    "sensor.poll_s": _positive,
+    "gold.bayes_min_votes": _positive,
+    "lake.root": lambda v: None if v else "must not be empty",
+}

@@ -1,0 +1,21 @@
+"""Errors a user can cause and fix; the CLI prints them as one line, without a stack trace."""
+
+
+class LakejobsError(Exception):
+    """Base of every error caused by input or configuration rather than a bug."""
+
+
+class ConfigError(LakejobsError):
+    """A configuration key or value is unknown or invalid; the message names it."""
+
+
+class UnknownJobError(LakejobsError):
+    """A job name is not in the registry; the message lists the valid ones."""
+
+
+class SourceError(LakejobsError):
+    """A source dataset is missing, incomplete, or fails its checksum."""
+
+
+class SensorTimeout(LakejobsError):
+    """The upstream data a sensor waits for did not arrive in time."""

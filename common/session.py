@@ -1,0 +1,69 @@
+"""The one place a SparkSession is built from configuration (Delta, jars, log level, shuffles)."""
+from __future__ import annotations
+
+import glob
+import os
+
+from pyspark.sql import SparkSession
+
+from common.config import Config
+
+# Which jars of `make setup` (see jvm/pom.xml) each group needs, by file name pattern.
+JAR_GROUPS = {
+    "delta": ["delta-*.jar", "unitycatalog-*.jar", "jackson-datatype-jdk8-*.jar", "javax.annotation-api-*.jar"],
+    "kafka": ["spark-sql-kafka-*.jar", "spark-token-provider-kafka-*.jar", "kafka-clients-*.jar", "commons-pool2-*.jar"],
+    "s3": ["hadoop-aws-*.jar", "bundle-*.jar", "analyticsaccelerator-s3-*.jar", "wildfly-openssl-*.jar"],
+}
+
+DELTA_SETTINGS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def jar_paths(cfg: Config) -> list[str]:
+    """Absolute paths of the jars the configured groups need; empty when there is no jars folder."""
+    jars_dir = cfg["spark.jars_dir"]
+    if not jars_dir or not os.path.isdir(jars_dir):
+        return []
+    paths: list[str] = []
+    for group in cfg["spark.jar_groups"]:
+        for pattern in JAR_GROUPS[group]:
+            paths.extend(sorted(glob.glob(os.path.join(os.path.abspath(jars_dir), pattern))))
+    return paths
+
+
+def session_settings(cfg: Config) -> dict[str, str]:
+    """Every Spark setting lakejobs asks for, given the config."""
+    settings = dict(DELTA_SETTINGS)
+    settings["spark.sql.shuffle.partitions"] = str(cfg["spark.shuffle_partitions"])
+    jars = jar_paths(cfg)
+    if jars:
+        settings["spark.jars"] = ",".join(jars)
+    settings.update({k: str(v) for k, v in cfg["spark.conf"].items()})
+    return settings
+
+
+def get_session(cfg: Config) -> SparkSession:
+    """The active session when a runner gave one (spark-submit, Databricks), else a new local one.
+
+    A given session keeps its master and jars; only runtime SQL settings are applied to it.
+    """
+    active = SparkSession.getActiveSession()
+    if active is None and _launched_by_spark_submit():
+        active = SparkSession.builder.getOrCreate()  # master and jars come from spark-submit
+    if active is not None:
+        active.conf.set("spark.sql.shuffle.partitions", str(cfg["spark.shuffle_partitions"]))
+        active.sparkContext.setLogLevel(cfg["spark.log_level"])
+        return active
+    builder = SparkSession.builder.master(cfg["spark.master"]).appName(cfg["spark.app_name"])
+    for key, value in session_settings(cfg).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg["spark.log_level"])
+    return spark
+
+
+def _launched_by_spark_submit() -> bool:
+    # spark-submit starts the Python driver with the JVM gateway already up and says so here.
+    return "PYSPARK_GATEWAY_PORT" in os.environ

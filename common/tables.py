@@ -1,0 +1,106 @@
+"""Logical table names (`silver.ratings`) → Delta locations, and the few ways lakejobs writes them.
+
+Every write here is one Delta commit, so a reader sees the old table or the new one, never a mix.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from common.config import Config
+from common.errors import ConfigError
+
+LAYERS = ("bronze", "silver", "gold", "quarantine", "state")
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """A table as one job read or wrote it: which version, and how many rows that commit held."""
+
+    name: str
+    location: str
+    version: int
+    rows: int | None = None
+
+
+def location(cfg: Config, name: str) -> str:
+    """Where a logical table lives: a path under lake.root, or a catalog name when lake.catalog is set."""
+    layer, sep, table = name.partition(".")
+    if not sep or layer not in LAYERS or not table.replace("_", "").isalnum():
+        raise ConfigError(f"bad table name '{name}': expected <layer>.<table> with layer one of {', '.join(LAYERS)}")
+    catalog = cfg["lake.catalog"]
+    if catalog:
+        return f"{catalog}.{layer}.{table}"
+    return join(lake_root(cfg), layer, table)
+
+
+def lake_root(cfg: Config) -> str:
+    root = str(cfg["lake.root"])
+    return root.rstrip("/") if "://" in root or root.startswith("dbfs:") else os.path.abspath(root)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def _by_name(cfg: Config) -> bool:
+    return bool(cfg["lake.catalog"])
+
+
+def exists(spark: SparkSession, cfg: Config, name: str) -> bool:
+    loc = location(cfg, name)
+    if _by_name(cfg):
+        return spark.catalog.tableExists(loc)
+    return DeltaTable.isDeltaTable(spark, loc)
+
+
+def delta_table(spark: SparkSession, cfg: Config, name: str) -> DeltaTable:
+    loc = location(cfg, name)
+    return DeltaTable.forName(spark, loc) if _by_name(cfg) else DeltaTable.forPath(spark, loc)
+
+
+def read(spark: SparkSession, cfg: Config, name: str, version: int | None = None) -> DataFrame:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    loc = location(cfg, name)
+    return reader.table(loc) if _by_name(cfg) else reader.load(loc)
+
+
+def current_version(spark: SparkSession, cfg: Config, name: str) -> TableVersion:
+    last = delta_table(spark, cfg, name).history(1).select("version").first()
+    return TableVersion(name, location(cfg, name), int(last["version"]))
+
+
+def overwrite(df: DataFrame, cfg: Config, name: str, partition_by: list[str] | None = None) -> TableVersion:
+    """Replace the table's contents (and schema) in one atomic commit."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    return _save(df.sparkSession, writer, cfg, name)
+
+
+def append(df: DataFrame, cfg: Config, name: str) -> TableVersion:
+    """Add rows in one commit; concurrent blind appends do not conflict in Delta."""
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    return _save(df.sparkSession, writer, cfg, name)
+
+
+def _save(spark: SparkSession, writer, cfg: Config, name: str) -> TableVersion:
+    loc = location(cfg, name)
+    if _by_name(cfg):
+        writer.saveAsTable(loc)
+    else:
+        writer.save(loc)
+    return last_commit(spark, cfg, name)
+
+
+def last_commit(spark: SparkSession, cfg: Config, name: str) -> TableVersion:
+    """The newest commit's version and the rows it wrote (from Delta's own operation metrics)."""
+    row = delta_table(spark, cfg, name).history(1).select("version", "operationMetrics").first()
+    metrics = row["operationMetrics"] or {}
+    rows = metrics.get("numOutputRows")
+    return TableVersion(name, location(cfg, name), int(row["version"]), int(rows) if rows is not None else None)

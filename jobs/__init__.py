@@ -1,0 +1,1 @@
+"""The jobs of lakejobs: one module per job, each exposing run(spark, cfg) -> RunResult."""

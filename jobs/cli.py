@@ -1,0 +1,75 @@
+"""The `lakejobs` command: list jobs, run one, run the pipeline, show the tables.
+
+The same main() serves the console script, the spark-submit entry file and Databricks'
+python_wheel_task, so every runner ends in the same run(spark, cfg).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from common import __version__
+from common.config import ENVIRONMENTS, load_config
+from common.errors import LakejobsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", default="local", choices=ENVIRONMENTS, help="configuration overlay (default: local)")
+    common.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p = argparse.ArgumentParser(prog="lakejobs", description="Lambda-architecture jobs on Delta Lake.")
+    p.add_argument("--version", action="version", version=f"lakejobs {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the jobs")
+    run = sub.add_parser("run", parents=[common], help="run one job")
+    run.add_argument("job")
+    sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
+    sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except LakejobsError as e:  # the user's to fix: one clear line, no stack trace
+        print(f"lakejobs: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    from jobs import registry  # imported here so `--version` and argument errors stay instant
+
+    if args.command == "list":
+        for name in registry.JOBS:
+            print(f"{name:<12} {registry.describe(name)}")
+        return 0
+    if args.command == "run":
+        registry.get(args.job)  # an unknown name fails before any Spark start-up
+    cfg = load_config(args.env, args.conf)
+    from common.session import get_session
+    from jobs import pipeline, runner
+    from jobs.show import show_tables
+
+    spark = get_session(cfg)
+    if args.command == "tables":
+        print("\n".join(show_tables(spark, cfg)))
+        return 0
+    names = [args.job] if args.command == "run" else pipeline.run_order(pipeline.load_dag())
+    for name in names:
+        print("\n".join(runner.report(name, runner.run_job(spark, cfg, name))), flush=True)
+    return 0
+
+
+def submit_main(argv: list[str] | None = None) -> int:
+    """spark-submit entry: `--job JOB [--env ENV] [--conf k=v ...]`, same as `lakejobs run JOB ...`."""
+    p = argparse.ArgumentParser(prog="lakejobs_entry.py")
+    p.add_argument("--job", required=True)
+    args, rest = p.parse_known_args(argv)
+    return main(["run", args.job, *rest])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Job `silver`: conform bronze into typed, deduplicated silver tables.
+
+ratings (key userId, movieId; latest event wins), movies (year from the title, genres as an
+array), tags, links. Each transform is a pure DataFrame → DataFrame function.
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import tables
+from common.config import Config
+from common.ledger import RunResult
+
+NO_GENRES = "(no genres listed)"
+_TITLE_YEAR = r"^(.*?)\s*\((\d{4})\)\s*$"
+
+
+def latest_per_key(df: DataFrame, keys: list[str], order: list[str]) -> DataFrame:
+    """One row per key: the greatest by `order` (then by every other column, so ties are deterministic)."""
+    rest = [c for c in df.columns if c not in keys and c not in order]
+    best = F.max(F.struct(*order, *rest)).alias("_best")
+    return df.groupBy(*keys).agg(best).select(*keys, *[F.col(f"_best.{c}").alias(c) for c in order + rest])
+
+
+def conform_ratings(bronze: DataFrame) -> DataFrame:
+    ratings = bronze.select("userId", "movieId", "rating", F.timestamp_seconds("timestamp").alias("event_time"))
+    return latest_per_key(ratings, ["userId", "movieId"], ["event_time", "rating"]) \
+        .select("userId", "movieId", "rating", "event_time")
+
+
+def conform_movies(bronze: DataFrame) -> DataFrame:
+    title = F.trim("title")
+    parsed = bronze.select(
+        "movieId",
+        F.when(F.regexp_like(title, F.lit(_TITLE_YEAR)), F.regexp_extract(title, _TITLE_YEAR, 1)).otherwise(title)
+         .alias("title"),
+        F.regexp_extract(title, _TITLE_YEAR, 2).try_cast("int").alias("year"),
+        F.when(F.col("genres").isNull() | (F.col("genres") == NO_GENRES), F.array().cast("array<string>"))
+         .otherwise(F.split("genres", r"\|")).alias("genres"),
+    )
+    return latest_per_key(parsed, ["movieId"], ["title"]).select("movieId", "title", "year", "genres")
+
+
+def conform_tags(bronze: DataFrame) -> DataFrame:
+    tags = bronze.select("userId", "movieId", F.trim("tag").alias("tag"),
+                         F.timestamp_seconds("timestamp").alias("event_time"))
+    return latest_per_key(tags, ["userId", "movieId", "tag"], ["event_time"]) \
+        .select("userId", "movieId", "tag", "event_time")
+
+
+def conform_links(bronze: DataFrame) -> DataFrame:
+    return latest_per_key(bronze.select("movieId", "imdbId", "tmdbId"), ["movieId"], ["imdbId", "tmdbId"]) \
+        .select("movieId", "imdbId", "tmdbId")
+
+
+CONFORM = {"ratings": conform_ratings, "movies": conform_movies, "tags": conform_tags, "links": conform_links}
+
+
+def run(spark: SparkSession, cfg: Config) -> RunResult:
+    result = RunResult()
+    for name, conform in CONFORM.items():
+        source = f"bronze.{name}"
+        read = tables.current_version(spark, cfg, source)
+        written = tables.overwrite(conform(tables.read(spark, cfg, source, read.version)), cfg, f"silver.{name}")
+        result.reads.append(read)
+        result.writes.append(written)
+        result.counts[f"{name}.rows"] = written.rows
+    return result
