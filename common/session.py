@@ -7,6 +7,7 @@ import os
 from pyspark.sql import SparkSession
 
 from common.config import Config
+from common.errors import ConfigError
 
 # Which jars of `make setup` (see jvm/pom.xml) each group needs, by file name pattern.
 JAR_GROUPS = {
@@ -21,15 +22,37 @@ DELTA_SETTINGS = {
 }
 
 
+# A source checkout (or editable install) keeps `make setup`'s .jars beside common/.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def jars_dir(cfg: Config) -> str | None:
+    """spark.jars_dir as an absolute folder, relative paths tried against the working directory and
+    then the checkout; None when unset (Databricks, where the runtime has the jars)."""
+    configured = cfg["spark.jars_dir"]
+    if not configured:
+        return None
+    candidates = [configured] if os.path.isabs(configured) else [configured, os.path.join(_CHECKOUT, configured)]
+    found = next((os.path.abspath(c) for c in candidates if os.path.isdir(c)), None)
+    if found is None:
+        raise ConfigError(f"spark.jars_dir '{configured}' does not exist: run `make setup` to resolve the jars")
+    return found
+
+
 def jar_paths(cfg: Config) -> list[str]:
     """Absolute paths of the jars the configured groups need; empty when there is no jars folder."""
-    jars_dir = cfg["spark.jars_dir"]
-    if not jars_dir or not os.path.isdir(jars_dir):
+    folder = jars_dir(cfg)
+    if folder is None:
         return []
     paths: list[str] = []
     for group in cfg["spark.jar_groups"]:
+        if group not in JAR_GROUPS:
+            raise ConfigError(f"config key 'spark.jar_groups' has unknown group '{group}'; valid: {', '.join(JAR_GROUPS)}")
         for pattern in JAR_GROUPS[group]:
-            paths.extend(sorted(glob.glob(os.path.join(os.path.abspath(jars_dir), pattern))))
+            found = sorted(glob.glob(os.path.join(folder, pattern)))
+            if not found:
+                raise ConfigError(f"no {pattern} in {folder}: run `make setup` to resolve the jars")
+            paths.extend(found)
     return paths
 
 

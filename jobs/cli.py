@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job")
     sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
     sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
+    sub.add_parser("submit-args", parents=[common], help="print the spark-submit options (jars, Delta) for --env")
     return p
 
 
@@ -49,7 +50,11 @@ def _dispatch(args) -> int:
     if args.command == "run":
         registry.get(args.job)  # an unknown name fails before any Spark start-up
     cfg = load_config(args.env, args.conf)
-    from common.session import get_session
+    from common.session import get_session, session_settings
+
+    if args.command == "submit-args":  # so spark-submit and get_session configure Spark one way
+        print(" ".join(f"--conf {k}={v}" for k, v in session_settings(cfg).items()))
+        return 0
     from jobs import pipeline, runner
     from jobs.show import show_tables
 
@@ -60,6 +65,8 @@ def _dispatch(args) -> int:
     names = [args.job] if args.command == "run" else pipeline.run_order(pipeline.load_dag())
     for name in names:
         print("\n".join(runner.report(name, runner.run_job(spark, cfg, name))), flush=True)
+    if args.command == "pipeline":
+        print("\nThe lake now holds:\n" + "\n".join(show_tables(spark, cfg)))
     return 0
 
 

@@ -1,0 +1,67 @@
+# lakejobs — `make help` lists the targets. Everything runs from the project's own .venv and .jars.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+LAKEJOBS := $(VENV)/bin/lakejobs
+VERSION  := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' common/__init__.py)
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+# The real MovieLens small dataset, when ../shared holds it; else the built-in generator.
+SHARED_DATA := ../shared/data/movielens/ml-latest-small
+DATA_DIR    ?= $(if $(wildcard $(SHARED_DATA)/ratings.csv),$(SHARED_DATA),)
+SOURCE_CONF  = $(if $(DATA_DIR),--conf source.kind=folder --conf source.folder=$(abspath $(DATA_DIR)),)
+ENV    ?= local
+JOB    ?= full_load
+MASTER ?= local[*]
+CONF   ?=
+
+.PHONY: help setup run test bench package submit clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed .jars/.resolved ## install the Python virtualenv and the JVM jars (once)
+
+$(VENV)/.installed: requirements.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+.jars/.resolved: jvm/pom.xml
+	rm -rf .jars
+	mvn -q -B -f jvm/pom.xml dependency:copy-dependencies
+	touch $@
+
+run: setup ## run the pipeline on the embedded default and show what it produced
+	$(LAKEJOBS) pipeline --env $(ENV) $(SOURCE_CONF) $(CONF)
+
+test: setup ## run the test suite
+	$(PY) -m pytest tests
+
+bench: setup ## run the benchmarks; writes bench/results.json and bench/RESULTS.md
+	$(PY) -m bench.run
+
+package: setup ## build the wheel, the --py-files zip and the spark-submit entry file into dist/
+	rm -rf dist build
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	$(PY) -c "import pathlib, zipfile; z = zipfile.ZipFile('dist/lakejobs-$(VERSION).zip', 'w'); \
+	  [z.write(p) for d in ('jobs', 'common', 'conf') for p in sorted(pathlib.Path(d).rglob('*')) if p.suffix in ('.py', '.yaml')]"
+	cp jobs/entry.py dist/lakejobs_entry.py
+	@ls -1 dist
+
+submit: package ## run JOB=... through spark-submit (MASTER=local[*] by default) with the packaged code
+	$(VENV)/bin/spark-submit --master '$(MASTER)' $$($(LAKEJOBS) submit-args --env $(ENV)) \
+	  --py-files dist/lakejobs-$(VERSION).zip dist/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
+
+clean: ## remove the local lake and build outputs (keeps .venv and .jars)
+	rm -rf lake dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv and .jars
+	rm -rf $(VENV) .jars
