@@ -96,10 +96,10 @@ def wait_for(cfg: Config, snapshot_id: str, timeout_s: float, poll_s: float) -> 
         if snapshot is not None:
             return snapshot
         if time.monotonic() >= deadline:
-            which = "any snapshot" if snapshot_id == "latest" else f"snapshot '{snapshot_id}'"
+            which = "no snapshot is" if snapshot_id == "latest" else f"snapshot '{snapshot_id}' is not"
             raise SensorTimeout(
-                f"sensor gave up after {timeout_s:g}s: no completed {which} in {dataset_dir(cfg)} "
-                f"(waiting for its {MARKER}); run the extract job first, or raise sensor.timeout_s")
+                f"sensor gave up after {timeout_s:g}s: {which} complete in {dataset_dir(cfg)} "
+                f"(no {MARKER} marker); run the extract job first, or raise sensor.timeout_s")
         time.sleep(poll_s)
 
 

@@ -80,6 +80,8 @@ def download(url: str, sha256: str | None) -> tuple[str, str]:
 def _open(url: str):
     try:
         return urllib.request.urlopen(url, timeout=60)
+    except urllib.error.HTTPError as e:
+        raise SourceError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise SourceError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
 
