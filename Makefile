@@ -18,6 +18,7 @@ ENV    ?= local
 JOB    ?= full_load
 MASTER ?= local[*]
 CONF   ?=
+DIST   ?= dist
 
 .PHONY: help setup run test bench package submit clean distclean
 
@@ -48,16 +49,16 @@ bench: setup ## run the benchmarks; writes bench/results.json and bench/RESULTS.
 	$(PY) -m bench.run
 
 package: setup ## build the wheel, the --py-files zip and the spark-submit entry file into dist/
-	rm -rf dist build
-	$(PY) -m pip wheel -q --no-deps -w dist .
-	$(PY) -c "import pathlib, zipfile; z = zipfile.ZipFile('dist/lakejobs-$(VERSION).zip', 'w'); \
+	rm -rf $(DIST) build
+	$(PY) -m pip wheel -q --no-deps -w $(DIST) .
+	$(PY) -c "import pathlib, zipfile; z = zipfile.ZipFile('$(DIST)/lakejobs-$(VERSION).zip', 'w'); \
 	  [z.write(p) for d in ('jobs', 'common', 'conf') for p in sorted(pathlib.Path(d).rglob('*')) if p.suffix in ('.py', '.yaml')]"
-	cp jobs/entry.py dist/lakejobs_entry.py
-	@ls -1 dist
+	cp jobs/entry.py $(DIST)/lakejobs_entry.py
+	@ls -1 $(DIST)
 
 submit: package ## run JOB=... through spark-submit (MASTER=local[*] by default) with the packaged code
-	$(VENV)/bin/spark-submit --master '$(MASTER)' $$($(LAKEJOBS) submit-args --env $(ENV)) \
-	  --py-files dist/lakejobs-$(VERSION).zip dist/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
+	$(VENV)/bin/spark-submit --master '$(MASTER)' $$($(LAKEJOBS) submit-args --env $(ENV) $(CONF)) \
+	  --py-files $(DIST)/lakejobs-$(VERSION).zip $(DIST)/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
 
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
 	rm -rf lake dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache

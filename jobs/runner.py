@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from pyspark.sql import SparkSession
 
-from common import ledger
+from common import __version__, ledger
 from common.config import Config
 from common.ledger import RunRecord, RunResult
 from jobs import registry
@@ -17,7 +18,8 @@ def run_job(spark: SparkSession, cfg: Config, name: str) -> RunResult:
     """Run one job; its ledger row says succeeded or failed (with the error) either way."""
     job = registry.get(name)
     run = RunRecord(job=name, env=cfg.env, params=cfg.flat())
-    log.info("job %s: run %s started", name, run.run_id)
+    log.info("job %s: run %s started (lakejobs %s from %s)", name, run.run_id, __version__,
+             os.path.dirname(os.path.dirname(registry.__file__)))
     try:
         result = job(spark, cfg)
     except Exception as e:
