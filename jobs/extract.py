@@ -19,6 +19,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         plan.cleanup()
     verb = "landed" if landed_now else "already landed, nothing to do:"
     return RunResult(
-        counts={f"rows.{name}": snapshot.data_rows(name) for name in files} | {"landed": int(landed_now)},
+        counts={f"{name.removesuffix('.csv')}.rows": snapshot.data_rows(name) for name in files}
+        | {"landed": int(landed_now)},
         notes=[f"{verb} snapshot {snapshot.id} from {plan.description}", f"  at {snapshot.path}"],
     )
