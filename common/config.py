@@ -187,4 +187,9 @@ _CHECKS = {
     "sensor.poll_s": _positive,
     "gold.bayes_min_votes": _positive,
     "lake.root": lambda v: None if v else "must not be empty",
+    "stream.source": _one_of("files", "kafka"),
+    "stream.trigger": _one_of("available_now", "processing_time"),
+    "stream.late_policy": _one_of("accept", "quarantine"),
+    "stream.holdback_fraction": lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+    "simulator.events_per_file": _positive,
 }

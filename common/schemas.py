@@ -28,7 +28,7 @@ class Column:
 @dataclass(frozen=True)
 class SourceSchema:
     name: str
-    file: str
+    file: str | None          # the raw file of a batch source; None for a stream
     columns: tuple[Column, ...]
 
     @property
@@ -41,6 +41,18 @@ class SourceSchema:
 
 
 def source_schemas(dataset: str) -> dict[str, SourceSchema]:
+    """The batch sources (one raw file each) of a dataset."""
+    return {n: s for n, s in _declared(dataset).items() if s.file}
+
+
+def stream_schema(dataset: str, name: str) -> SourceSchema:
+    schema = _declared(dataset).get(name)
+    if schema is None or schema.file:
+        raise ConfigError(f"no stream '{name}' declared for dataset '{dataset}' in conf/schemas.yaml")
+    return schema
+
+
+def _declared(dataset: str) -> dict[str, SourceSchema]:
     declared = read_conf_file("schemas.yaml")
     if dataset not in declared:
         raise ConfigError(f"no schemas declared for dataset '{dataset}' in conf/schemas.yaml")
@@ -51,5 +63,5 @@ def source_schemas(dataset: str) -> dict[str, SourceSchema]:
             if col.get("type") not in SPARK_TYPES:
                 raise ConfigError(f"conf/schemas.yaml: {dataset}.{name}.{col.get('name')} has unknown type {col.get('type')!r}")
             cols.append(Column(**col))
-        out[name] = SourceSchema(name, spec["file"], tuple(cols))
+        out[name] = SourceSchema(name, spec.get("file"), tuple(cols))
     return out

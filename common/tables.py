@@ -5,7 +5,9 @@ Every write here is one Delta commit, so a reader sees the old table or the new 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -14,6 +16,7 @@ from common.config import Config
 from common.errors import ConfigError
 
 LAYERS = ("bronze", "silver", "gold", "quarantine", "state")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,16 @@ def location(cfg: Config, name: str) -> str:
     if catalog:
         return f"{catalog}.{layer}.{table}"
     return join(lake_root(cfg), layer, table)
+
+
+def known_tables(cfg: Config) -> list[str]:
+    """Every Delta table under the lake root (<layer>/<table> folders holding a _delta_log)."""
+    root = lake_root(cfg)
+    if cfg["lake.catalog"] or "://" in root:
+        return []
+    return [f"{layer}.{t}" for layer in LAYERS if os.path.isdir(os.path.join(root, layer))
+            for t in sorted(os.listdir(os.path.join(root, layer)))
+            if os.path.isdir(os.path.join(root, layer, t, "_delta_log"))]
 
 
 def lake_root(cfg: Config) -> str:
@@ -75,12 +88,40 @@ def current_version(spark: SparkSession, cfg: Config, name: str) -> TableVersion
     return TableVersion(name, location(cfg, name), int(last["version"]))
 
 
-def overwrite(df: DataFrame, cfg: Config, name: str, partition_by: list[str] | None = None) -> TableVersion:
-    """Replace the table's contents (and schema) in one atomic commit."""
+def overwrite(df: DataFrame, cfg: Config, name: str, properties: dict[str, str] | None = None) -> TableVersion:
+    """Replace the table's contents (and schema) in one atomic commit; `properties` are Delta table properties."""
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
+    for key, value in (properties or {}).items():
+        writer = writer.option(key, value)
     return _save(df.sparkSession, writer, cfg, name)
+
+
+def changes(spark: SparkSession, cfg: Config, name: str, start: int, end: int) -> DataFrame:
+    """The change feed of versions start..end (the table needs delta.enableChangeDataFeed)."""
+    reader = (spark.read.format("delta").option("readChangeFeed", "true")
+              .option("startingVersion", start).option("endingVersion", end))
+    loc = location(cfg, name)
+    return reader.table(loc) if _by_name(cfg) else reader.load(loc)
+
+
+def with_retry(action: Callable[[], T], attempts: int = 5) -> T:
+    """Run a Delta write again when a concurrent writer made it conflict. Safe only for writes that
+    are idempotent or recompute their input on each attempt (as every caller here does)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as e:  # Delta raises its conflicts through py4j; match them by class name
+            if attempt == attempts or not _is_conflict(e):
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _is_conflict(e: Exception) -> bool:
+    text = f"{type(e).__name__} {e}"
+    return any(k in text for k in ("ConcurrentAppendException", "ConcurrentDeleteReadException",
+                                   "ConcurrentDeleteDeleteException", "ConcurrentTransactionException",
+                                   "MetadataChangedException", "ProtocolChangedException", "DELTA_CONCURRENT"))
 
 
 def append(df: DataFrame, cfg: Config, name: str) -> TableVersion:

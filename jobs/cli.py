@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job")
     sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
     sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
+    query = sub.add_parser("query", parents=[common], help="run Spark SQL over the tables, by logical name")
+    query.add_argument("sql", help='e.g. "SELECT * FROM gold.movie_stats ORDER BY bayes_avg DESC LIMIT 10"')
+    query.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
     sub.add_parser("submit-args", parents=[common], help="print the spark-submit options (jars, Delta) for --env")
     return p
 
@@ -33,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its callback server chats at INFO
     try:
         return _dispatch(args)
     except LakejobsError as e:  # the user's to fix: one clear line, no stack trace
@@ -62,11 +66,20 @@ def _dispatch(args) -> int:
     if args.command == "tables":
         print("\n".join(show_tables(spark, cfg)))
         return 0
+    if args.command == "query":
+        from jobs import serving
+
+        serving.register(spark, cfg)
+        spark.sql(args.sql).show(args.limit, truncate=False)
+        return 0
     names = [args.job] if args.command == "run" else pipeline.run_order(pipeline.load_dag())
     for name in names:
         print("\n".join(runner.report(name, runner.run_job(spark, cfg, name))), flush=True)
     if args.command == "pipeline":
+        from jobs.serving import top_movies
+
         print("\nThe lake now holds:\n" + "\n".join(show_tables(spark, cfg)))
+        print("\n".join(top_movies(spark, cfg)))
     return 0
 
 

@@ -1,5 +1,12 @@
-"""Job `extract`: land the configured MovieLens source in the raw zone as an immutable snapshot."""
+"""Job `extract`: land the configured MovieLens source in the raw zone as an immutable snapshot.
+
+With stream.holdback_fraction > 0 the newest ratings are kept out of the batch file and landed
+beside it as ratings_holdback.csv, for the simulator to replay as a stream.
+"""
 from __future__ import annotations
+
+import os
+from array import array
 
 from pyspark.sql import SparkSession
 
@@ -9,12 +16,21 @@ from common.ledger import RunResult
 from common.schemas import source_schemas
 from jobs import sources
 
+HOLDBACK_FILE = "ratings_holdback.csv"
+
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     files = [s.file for s in source_schemas(cfg["raw.dataset"]).values()]
     plan = sources.plan(cfg, files)
+    fraction = cfg["stream.holdback_fraction"]
+    snapshot_id, fill = plan.snapshot_id, plan.fill
+    if fraction > 0:
+        snapshot_id = f"{plan.snapshot_id}-h{fraction:g}"
+        files = files + [HOLDBACK_FILE]
+        fill = lambda out: (plan.fill(out), hold_back_newest(os.path.join(out, "ratings.csv"),  # noqa: E731
+                                                              os.path.join(out, HOLDBACK_FILE), fraction))
     try:
-        snapshot, landed_now = raw_zone.land(cfg, plan.snapshot_id, plan.fill, files, plan.description)
+        snapshot, landed_now = raw_zone.land(cfg, snapshot_id, fill, files, plan.description)
     finally:
         plan.cleanup()
     verb = "landed" if landed_now else "already landed, nothing to do:"
@@ -23,3 +39,31 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         | {"landed": int(landed_now)},
         notes=[f"{verb} snapshot {snapshot.id} from {plan.description}", f"  at {snapshot.path}"],
     )
+
+
+def hold_back_newest(ratings: str, holdback: str, fraction: float) -> int:
+    """Move the newest `fraction` of rating lines (by their last field, the timestamp) from ratings
+    to holdback, bytes unchanged. Lines without a readable timestamp stay for the full-load to judge.
+    Returns the cutoff: every held-back line is newer than it, every kept one is not."""
+    with open(ratings, "rb") as f:
+        header = f.readline()
+        stamps = array("q", (t for t in map(_timestamp, f) if t is not None))
+    ordered = sorted(stamps)
+    cutoff = ordered[min(len(ordered) - 1, int(len(ordered) * (1 - fraction)))] if ordered else 0
+    kept = f"{ratings}.kept"
+    with open(ratings, "rb") as src, open(kept, "wb") as keep, open(holdback, "wb") as hold:
+        src.readline()
+        keep.write(header)
+        hold.write(header)
+        for line in src:
+            t = _timestamp(line)
+            (hold if t is not None and t > cutoff else keep).write(line)
+    os.replace(kept, ratings)
+    return cutoff
+
+
+def _timestamp(line: bytes) -> int | None:
+    try:
+        return int(line.rstrip(b"\r\n").rsplit(b",", 1)[1])
+    except (IndexError, ValueError):
+        return None

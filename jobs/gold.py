@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from common import tables
 from common.config import Config
@@ -51,12 +52,22 @@ def user_activity(ratings: DataFrame, tags: DataFrame, cutoff: datetime) -> Data
             .withColumn("cutoff_event_time", F.lit(cutoff)))
 
 
+REALTIME = "gold.movie_stats_realtime"
+REALTIME_SCHEMA = T.StructType([
+    T.StructField("movieId", T.IntegerType()), T.StructField("silver_version", T.LongType()),
+    T.StructField("count_delta", T.LongType()), T.StructField("sum_delta", T.DoubleType()),
+])
+
+
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     reads = {n: tables.current_version(spark, cfg, f"silver.{n}") for n in ("ratings", "movies", "tags")}
     silver = {n: tables.read(spark, cfg, v.name, v.version) for n, v in reads.items()}
     cutoff = silver["ratings"].agg(F.max("event_time")).first()[0]
+    previous = _covered_version(spark, cfg)
+    stats = movie_stats(silver["ratings"], silver["movies"], cfg["gold.bayes_min_votes"], cutoff) \
+        .withColumn("silver_version", F.lit(reads["ratings"].version).cast("long"))
     views = {
-        "gold.movie_stats_batch": movie_stats(silver["ratings"], silver["movies"], cfg["gold.bayes_min_votes"], cutoff),
+        "gold.movie_stats_batch": stats,
         "gold.genre_stats": genre_stats(silver["ratings"], silver["movies"], cutoff),
         "gold.user_activity": user_activity(silver["ratings"], silver["tags"], cutoff),
     }
@@ -65,4 +76,23 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         written = tables.overwrite(view, cfg, name)
         result.writes.append(written)
         result.counts[f"{name.split('.')[1]}.rows"] = written.rows
+    _retire_realtime(spark, cfg, previous)
     return result
+
+
+def _covered_version(spark: SparkSession, cfg: Config) -> int | None:
+    """The silver.ratings version the current batch view was computed from."""
+    if not tables.exists(spark, cfg, "gold.movie_stats_batch"):
+        return None
+    batch = tables.read(spark, cfg, "gold.movie_stats_batch")
+    return batch.agg(F.max("silver_version")).first()[0] if "silver_version" in batch.columns else None
+
+
+def _retire_realtime(spark: SparkSession, cfg: Config, previous: int | None) -> None:
+    """The new batch view covers every delta up to its silver version, so the serving view stops
+    adding them the moment it is committed. Deltas the previous batch view covered are deleted
+    here; the newer ones stay, for any reader still holding the previous batch view."""
+    if not tables.exists(spark, cfg, REALTIME):
+        tables.overwrite(spark.createDataFrame([], REALTIME_SCHEMA), cfg, REALTIME)
+    elif previous is not None:
+        tables.with_retry(lambda: tables.delta_table(spark, cfg, REALTIME).delete(F.col("silver_version") <= previous))

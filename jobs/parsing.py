@@ -43,14 +43,20 @@ def _typed(col: Column) -> SparkColumn:
 
 
 def with_reason(fields: DataFrame, schema: SourceSchema) -> DataFrame:
-    """Add `_reason`: null for a good line, else why it is malformed (from with_fields' output)."""
+    """Add `_reason` for a CSV line: null for a good line, else why it is malformed (from with_fields)."""
     line = F.col(LINE)
     n = len(schema.columns)
-    checks: list[tuple[SparkColumn, SparkColumn]] = [
+    structural = [
         (~F.is_valid_utf8(line), F.lit("undecodable bytes: the line is not valid UTF-8")),
         (quote_count(line) % 2 == 1, F.lit("unterminated quote")),
         (field_count(line) != n, F.format_string(f"wrong column count: %d fields, expected {n}", field_count(line))),
     ]
+    return fields.withColumn(REASON, first_failure(structural + field_checks(schema)))
+
+
+def field_checks(schema: SourceSchema) -> list[tuple[SparkColumn, SparkColumn]]:
+    """(condition, message) pairs on `_raw` and the typed columns, in the order they are reported."""
+    checks: list[tuple[SparkColumn, SparkColumn]] = []
     for c in schema.columns:
         raw = F.col(f"_raw.`{c.name}`")
         if c.key:
@@ -69,10 +75,27 @@ def with_reason(fields: DataFrame, schema: SourceSchema) -> DataFrame:
             high = F.col(c.name) > c.max if c.max is not None else F.lit(False)
             checks.append((low | high, F.format_string(
                 f"{c.name} out of range: %s not in [{c.min}, {c.max}]", F.col(c.name).cast("string"))))
+    return checks
+
+
+def first_failure(checks: list[tuple[SparkColumn, SparkColumn]]) -> SparkColumn:
+    """The message of the first condition that holds, or null."""
     reason = F.lit(None).cast("string")
     for condition, message in reversed(checks):
         reason = F.when(condition, message).otherwise(reason)
-    return fields.withColumn(REASON, reason)
+    return reason
+
+
+def classify_json(lines: DataFrame, schema: SourceSchema) -> DataFrame:
+    """JSON lines (column `value`) → typed columns + `_reason`. Numbers may come quoted or not."""
+    raw_schema = ", ".join(f"`{c.name}` STRING" for c in schema.columns)
+    parsed = lines.withColumn("_raw", F.from_json(F.col(LINE), raw_schema, {"mode": "PERMISSIVE"}))
+    typed = parsed.select("*", *[_typed(c).alias(c.name) for c in schema.columns])
+    structural = [
+        (~F.is_valid_utf8(F.col(LINE)), F.lit("undecodable bytes: the line is not valid UTF-8")),
+        (F.col("_raw").isNull() | ~F.trim(F.col(LINE)).startswith("{"), F.lit("not a JSON object")),
+    ]
+    return typed.withColumn(REASON, first_failure(structural + field_checks(schema)))
 
 
 def classify(lines: DataFrame, schema: SourceSchema) -> DataFrame:

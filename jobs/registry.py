@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from common.config import Config
 from common.errors import UnknownJobError
 from common.ledger import RunResult
-from jobs import extract, full_load, gold, silver
+from jobs import extract, full_load, gold, silver, simulate, speed
 
 Job = Callable[[SparkSession, Config], RunResult]
 
@@ -18,6 +18,8 @@ JOBS: dict[str, Job] = {
     "full_load": full_load.run,
     "silver": silver.run,
     "gold": gold.run,
+    "simulate": simulate.run,
+    "speed": speed.run,
 }
 
 

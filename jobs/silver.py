@@ -54,16 +54,32 @@ def conform_links(bronze: DataFrame) -> DataFrame:
         .select("movieId", "imdbId", "tmdbId")
 
 
+def all_ratings(batch: DataFrame, events: DataFrame) -> DataFrame:
+    """The master dataset of ratings: the batch snapshot plus every event the speed layer logged."""
+    cols = ["userId", "movieId", "rating", "timestamp"]
+    return batch.select(*cols).unionByName(events.select(*cols))
+
+
 CONFORM = {"ratings": conform_ratings, "movies": conform_movies, "tags": conform_tags, "links": conform_links}
+# The speed layer MERGEs into silver.ratings and reads its change feed for the real-time view.
+PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
+EVENTS = "bronze.rating_events"
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     result = RunResult()
     for name, conform in CONFORM.items():
-        source = f"bronze.{name}"
-        read = tables.current_version(spark, cfg, source)
-        written = tables.overwrite(conform(tables.read(spark, cfg, source, read.version)), cfg, f"silver.{name}")
-        result.reads.append(read)
+        # Recomputed from the latest inputs on each attempt: a concurrent streaming MERGE into
+        # silver.ratings makes this overwrite conflict, and the retry then includes its events.
+        def attempt(name=name, conform=conform):
+            reads = [tables.current_version(spark, cfg, f"bronze.{name}")]
+            source = tables.read(spark, cfg, reads[0].name, reads[0].version)
+            if name == "ratings" and tables.exists(spark, cfg, EVENTS):
+                reads.append(tables.current_version(spark, cfg, EVENTS))
+                source = all_ratings(source, tables.read(spark, cfg, EVENTS, reads[1].version))
+            return reads, tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name))
+        reads, written = tables.with_retry(attempt)
+        result.reads += reads
         result.writes.append(written)
         result.counts[f"{name}.rows"] = written.rows
     return result

@@ -1,0 +1,61 @@
+"""Exactly-once writes for streaming: Delta's idempotent-write identity (app id, version).
+
+A micro-batch that is replayed after a crash carries the same (app id, batch id); Delta skips
+any write whose identity it has already committed to that table, so nothing is applied twice.
+Appends take the identity as writer options; MERGE takes it from session settings, which
+`identity()` sets for the duration of one statement. The commit is also tagged with
+userMetadata "<app id>:<version>", so the version it produced can be found again on replay.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import tables
+from common.config import Config
+
+_APP_ID = "spark.databricks.delta.write.txnAppId"
+_VERSION = "spark.databricks.delta.write.txnVersion"
+_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@dataclass(frozen=True)
+class Txn:
+    app_id: str    # stable across restarts: the streaming query's name
+    version: int   # the micro-batch id
+
+    @property
+    def tag(self) -> str:
+        return f"{self.app_id}:{self.version}"
+
+
+@contextmanager
+def identity(spark: SparkSession, txn: Txn) -> Iterator[None]:
+    """Session settings that make the DML statements inside idempotent (and tagged) for txn."""
+    for key, value in ((_APP_ID, txn.app_id), (_VERSION, str(txn.version)), (_METADATA, txn.tag)):
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key in (_APP_ID, _VERSION, _METADATA):
+            spark.conf.unset(key)
+
+
+def append_once(df: DataFrame, cfg: Config, name: str, txn: Txn) -> None:
+    """Append unless this table already holds txn's append."""
+    writer = (df.write.format("delta").mode("append").option("mergeSchema", "true")
+              .option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+              .option("userMetadata", txn.tag))
+    loc = tables.location(cfg, name)
+    writer.saveAsTable(loc) if cfg["lake.catalog"] else writer.save(loc)
+
+
+def committed_version(spark: SparkSession, cfg: Config, name: str, txn: Txn) -> int | None:
+    """The table version txn's write produced (found by its tag), or None if it wrote nothing there."""
+    hit = (tables.delta_table(spark, cfg, name).history()
+           .where(F.col("userMetadata") == txn.tag).select(F.max("version")).first()[0])
+    return None if hit is None else int(hit)

@@ -1,0 +1,154 @@
+"""Job `speed` (speed layer): merge rating events into silver.ratings exactly once, and keep the
+real-time view gold.movie_stats_realtime.
+
+Each micro-batch, in foreachBatch, with the idempotent identity (query name, batch id):
+malformed events → quarantine.rating_events; valid events → bronze.rating_events (the log the
+batch layer recomputes from); the latest event per (userId, movieId) → MERGE into silver.ratings
+(newer event wins); the MERGE's own change feed → per-movie count and sum deltas.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQueryListener
+
+from common import idempotent, tables
+from common.config import Config
+from common.errors import SourceError
+from common.idempotent import Txn
+from common.ledger import RunResult
+from common.schemas import stream_schema
+from jobs.parsing import LINE, REASON, bad_rows, classify_json
+from jobs.realtime import realtime_deltas
+from jobs.silver import conform_ratings
+from jobs.simulate import events_dir
+
+log = logging.getLogger("lakejobs.speed")
+EVENTS = "bronze.rating_events"
+QUARANTINE = "quarantine.rating_events"
+SILVER = "silver.ratings"
+REALTIME = "gold.movie_stats_realtime"
+NEWER = "s.event_time > t.event_time OR (s.event_time = t.event_time AND s.rating > t.rating)"
+
+
+def checkpoint(cfg: Config) -> str:
+    return tables.join(tables.lake_root(cfg), "state", "checkpoints", cfg["stream.query_name"])
+
+
+def read_events(spark: SparkSession, cfg: Config) -> DataFrame:
+    """The raw event lines as a stream (column `value`), from files or from Kafka."""
+    if cfg["stream.source"] == "kafka":
+        return (spark.readStream.format("kafka")
+                .option("kafka.bootstrap.servers", cfg["stream.kafka_bootstrap"])
+                .option("subscribe", cfg["stream.kafka_topic"]).option("startingOffsets", "earliest")
+                .load().select(F.col("value").cast("string").alias(LINE),
+                               F.concat_ws(":", "topic", "partition", "offset").alias("_source_file")))
+    folder = events_dir(cfg)
+    os.makedirs(folder, exist_ok=True)
+    return (spark.readStream.format("text").option("maxFilesPerTrigger", cfg["stream.max_files_per_trigger"])
+            .load(folder).select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias("_source_file")))
+
+
+def late_events(events: DataFrame, watermark: datetime | None) -> F.Column:
+    return F.lit(False) if watermark is None else F.col("event_time") < F.lit(watermark)
+
+
+@dataclass
+class BatchCounts:
+    """What the micro-batches of one run did, for its ledger row."""
+
+    batches: int = 0
+    events: int = 0
+    quarantined: int = 0
+
+
+def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch function: every write in it is idempotent for (query name, batch id)."""
+    schema = stream_schema(cfg["raw.dataset"], "rating_events")
+    query_name = cfg["stream.query_name"]
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        txn = Txn(query_name, batch_id)
+        meta = {"_batch_id": F.lit(batch_id), "_ingested_at": F.lit(datetime.now(timezone.utc))}
+        classified = classify_json(batch, schema).withColumns(meta) \
+            .withColumn("event_time", F.timestamp_seconds("timestamp"))
+        if cfg["stream.late_policy"] == "quarantine":
+            classified = classified.withColumn(REASON, F.coalesce(F.col(REASON), F.when(
+                late_events(classified, _watermark(spark, cfg)),
+                F.lit(f"late event: older than the watermark (allowed lateness {cfg['stream.allowed_lateness_s']:g}s)"))))
+        classified = classified.persist()
+        try:
+            bad = bad_rows(classified, "rating_events", ["_source_file", "_batch_id", "_ingested_at"])
+            idempotent.append_once(bad, cfg, QUARANTINE, txn)
+            good = classified.where(F.col(REASON).isNull()).select(
+                *[c.name for c in schema.columns], "event_time", "_source_file", "_batch_id", "_ingested_at")
+            idempotent.append_once(good, cfg, EVENTS, txn)
+            latest = conform_ratings(good)
+            with idempotent.identity(spark, txn):
+                tables.with_retry(lambda: tables.delta_table(spark, cfg, SILVER).alias("t")
+                                  .merge(latest.alias("s"), "t.userId = s.userId AND t.movieId = s.movieId")
+                                  .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+            version = idempotent.committed_version(spark, cfg, SILVER, txn)
+            if version is not None:
+                changes = tables.changes(spark, cfg, SILVER, version, version)
+                idempotent.append_once(realtime_deltas(changes, version), cfg, REALTIME, txn)
+            counts.batches += 1
+            counts.events += classified.count()
+            counts.quarantined += bad.count()
+        finally:
+            classified.unpersist()
+
+    return handle
+
+
+def _watermark(spark: SparkSession, cfg: Config) -> datetime | None:
+    newest = tables.read(spark, cfg, SILVER).agg(F.max("event_time")).first()[0]
+    if newest is None:
+        return None
+    return newest - timedelta(seconds=cfg["stream.allowed_lateness_s"])
+
+
+class _ProgressLog(StreamingQueryListener):
+    """Streaming progress to the log (delivered asynchronously, so totals come from the handler)."""
+
+    def onQueryStarted(self, event) -> None:
+        log.info("stream %s started (id %s)", event.name, event.id)
+
+    def onQueryProgress(self, event) -> None:
+        p = event.progress
+        log.info("stream %s batch %d: %d events, %.0f events/s, %s ms", p.name, p.batchId, p.numInputRows,
+                 p.processedRowsPerSecond or 0.0, p.durationMs.get("triggerExecution"))
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        log.info("stream %s stopped%s", event.id, f": {event.exception}" if event.exception else "")
+
+
+def run(spark: SparkSession, cfg: Config) -> RunResult:
+    if not tables.exists(spark, cfg, SILVER):
+        raise SourceError(f"{SILVER} does not exist yet: run the batch layer (extract, full_load, silver) first")
+    progress, counts = _ProgressLog(), BatchCounts()
+    spark.streams.addListener(progress)
+    writer = (read_events(spark, cfg).writeStream.queryName(cfg["stream.query_name"])
+              .foreachBatch(make_batch_handler(cfg, counts)).option("checkpointLocation", checkpoint(cfg)))
+    if cfg["stream.trigger"] == "available_now":
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{cfg['stream.trigger_interval_s']:g} seconds")
+    query = writer.start()
+    try:
+        query.awaitTermination()
+    finally:
+        spark.streams.removeListener(progress)
+    return RunResult(counts=vars(counts).copy(), notes=[
+        f"stream {cfg['stream.query_name']}: {counts.events} events in {counts.batches} micro-batches, "
+        f"{counts.quarantined} quarantined"])
