@@ -172,8 +172,16 @@ def _one_of(*allowed: str):
     return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _positive(v: Any) -> str | None:
-    return None if isinstance(v, (int, float)) and v > 0 else "must be a positive number"
+    return None if _is_number(v) and v > 0 else "must be a positive number"
+
+
+def _fraction(v: Any) -> str | None:
+    return None if _is_number(v) and 0 <= v < 1 else "must be a number in [0, 1)"
 
 
 _CHECKS = {
@@ -190,6 +198,6 @@ _CHECKS = {
     "stream.source": _one_of("files", "kafka"),
     "stream.trigger": _one_of("available_now", "processing_time"),
     "stream.late_policy": _one_of("accept", "quarantine"),
-    "stream.holdback_fraction": lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+    "stream.holdback_fraction": _fraction,
     "simulator.events_per_file": _positive,
 }

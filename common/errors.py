@@ -5,7 +5,7 @@ class LakejobsError(Exception):
     """Base of every error caused by input or configuration rather than a bug."""
 
 
-class ConfigError(LakejobsError):
+class ConfigError(LakejobsError, ValueError):
     """A configuration key or value is unknown or invalid; the message names it."""
 
 

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError
+
 GENRES = ["Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
           "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi",
           "Thriller", "War", "Western"]
@@ -39,6 +41,16 @@ class GeneratorSpec:
     start: str
     end: str
 
+    def check(self) -> None:
+        """Refuse a shape that cannot be generated: every user rates at least one movie, at most half of them."""
+        cap = self.movies // 2
+        if self.ratings < self.users:
+            raise ConfigError(f"{self.ratings} ratings cannot cover {self.users} users: each user rates at least "
+                              "one movie (generator.ratings < generator.users)")
+        if cap < 1 or self.ratings > self.users * cap:
+            raise ConfigError(f"{self.ratings} ratings cannot be unique pairs of {self.users} users × {self.movies} "
+                              f"movies: each user rates at most {cap}, so at most {self.users * cap}")
+
     @property
     def snapshot_id(self) -> str:
         return f"gen-s{self.seed}-r{self.ratings}-u{self.users}-m{self.movies}-t{self.tags}"
@@ -46,8 +58,7 @@ class GeneratorSpec:
 
 def generate(spec: GeneratorSpec, out_dir: str) -> dict[str, int]:
     """Write ratings.csv, movies.csv, tags.csv and links.csv into out_dir; return rows per file."""
-    if spec.ratings > spec.users * spec.movies // 2:
-        raise ValueError(f"{spec.ratings} ratings cannot be unique pairs of {spec.users} users × {spec.movies} movies")
+    spec.check()
     rng = np.random.default_rng(spec.seed)
     movie_ids = np.sort(rng.choice(np.arange(1, spec.movies * 20 + 1), size=spec.movies, replace=False))
     popularity = _zipf_weights(spec.movies, rng, exponent=0.8)

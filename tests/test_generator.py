@@ -130,12 +130,14 @@ def test_exactly_half_of_all_pairs_is_possible(tmp_path):
     assert counts["ratings.csv"] == len(pairs) == 50
 
 
-def test_half_of_all_pairs_is_possible_with_an_odd_number_of_movies(tmp_path):
-    spec = replace(SMALL, ratings=55, users=10, movies=11)  # 10 * 11 / 2 = 55: allowed, so it must be written
+def test_with_an_odd_number_of_movies_each_user_rates_at_most_half_rounded_down(tmp_path):
+    full = replace(SMALL, ratings=50, users=10, movies=11)  # 10 users × 5 movies each
     with deadline(5):
-        counts = generate(spec, str(tmp_path))
+        counts = generate(full, str(tmp_path))
     pairs = {(r["userId"], r["movieId"]) for r in read_rows(tmp_path / "ratings.csv")}
-    assert counts["ratings.csv"] == len(pairs) == 55
+    assert counts["ratings.csv"] == len(pairs) == 50
+    with deadline(5), pytest.raises(ValueError, match="each user rates at most 5, so at most 50"):
+        generate(replace(full, ratings=51), str(tmp_path / "over"))
 
 
 def test_fewer_ratings_than_users_is_refused_not_a_hang(tmp_path):
