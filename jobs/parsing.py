@@ -88,12 +88,14 @@ def first_failure(checks: list[tuple[SparkColumn, SparkColumn]]) -> SparkColumn:
 
 def classify_json(lines: DataFrame, schema: SourceSchema) -> DataFrame:
     """JSON lines (column `value`) → typed columns + `_reason`. Numbers may come quoted or not."""
-    raw_schema = ", ".join(f"`{c.name}` STRING" for c in schema.columns)
-    parsed = lines.withColumn("_raw", F.from_json(F.col(LINE), raw_schema, {"mode": "PERMISSIVE"}))
+    raw_schema = ", ".join([f"`{c.name}` STRING" for c in schema.columns] + ["_corrupt STRING"])
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+    parsed = lines.withColumn("_raw", F.from_json(F.col(LINE), raw_schema, options))
     typed = parsed.select("*", *[_typed(c).alias(c.name) for c in schema.columns])
+    not_an_object = F.col("_raw").isNull() | F.col("_raw._corrupt").isNotNull() | ~F.trim(F.col(LINE)).startswith("{")
     structural = [
         (~F.is_valid_utf8(F.col(LINE)), F.lit("undecodable bytes: the line is not valid UTF-8")),
-        (F.col("_raw").isNull() | ~F.trim(F.col(LINE)).startswith("{"), F.lit("not a JSON object")),
+        (not_an_object, F.lit("not a JSON object")),
     ]
     return typed.withColumn(REASON, first_failure(structural + field_checks(schema)))
 

@@ -1,0 +1,145 @@
+"""The speed and serving layers: faults, exactly once, and serving = full recompute."""
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import functions as F
+
+from common import raw_zone, tables
+from jobs import gold, serving
+from jobs.runner import run_job
+from jobs.simulate import events_dir
+from tests import oracle
+
+T0 = 1_600_000_000
+
+
+def batch_layer(spark, cfg):
+    for job in ("extract", "full_load", "silver", "gold"):
+        run_job(spark, cfg, job)
+
+
+def write_events(cfg, name: str, lines: list[str]) -> None:
+    folder = events_dir(cfg)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"events-{name}.json"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def ev(user, movie, rating, ts) -> str:
+    return json.dumps({"userId": user, "movieId": movie, "rating": rating, "timestamp": ts})
+
+
+@pytest.fixture
+def tiny(spark, cfg, tmp_path):
+    """A batch layer over three known ratings, so each case can state its expected table."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text(f"userId,movieId,rating,timestamp\n1,10,3.0,{T0}\n1,11,4.0,{T0}\n2,10,2.0,{T0}\n")
+    (folder / "movies.csv").write_text("movieId,title,genres\n10,Ten (2000),Drama\n11,Eleven (2001),Comedy\n"
+                                       "12,Twelve (2002),Drama\n")
+    (folder / "tags.csv").write_text("userId,movieId,tag,timestamp\n")
+    (folder / "links.csv").write_text("movieId,imdbId,tmdbId\n10,0000010,10\n11,0000011,11\n12,0000012,12\n")
+    cfg = cfg.with_overrides({"source.kind": "folder", "source.folder": str(folder)})
+    batch_layer(spark, cfg)
+    return cfg
+
+
+def silver_rows(spark, cfg):
+    return tables.read(spark, cfg, "silver.ratings").select(
+        "userId", "movieId", "rating", F.unix_timestamp("event_time").alias("ts"))
+
+
+def expect(spark, rows):
+    return spark.createDataFrame(rows, "userId int, movieId int, rating double, ts long")
+
+
+def test_duplicates_are_applied_once(spark, tiny):
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10), ev(3, 12, 5.0, T0 + 10)])
+    result = run_job(spark, tiny, "speed")
+    assert_df_equality(silver_rows(spark, tiny), expect(spark, [
+        (1, 10, 3.0, T0), (1, 11, 4.0, T0), (2, 10, 2.0, T0), (3, 12, 5.0, T0 + 10)]),
+        ignore_row_order=True, ignore_nullable=True)
+    assert tables.read(spark, tiny, "bronze.rating_events").count() == 2  # the log keeps what arrived
+    assert result.counts["events"] == 2
+
+
+def test_a_rerating_replaces_the_rating_and_changes_a_sum_not_a_count(spark, tiny):
+    write_events(tiny, "a", [ev(1, 10, 5.0, T0 + 5)])
+    run_job(spark, tiny, "speed")
+    assert_df_equality(silver_rows(spark, tiny), expect(spark, [
+        (1, 10, 5.0, T0 + 5), (1, 11, 4.0, T0), (2, 10, 2.0, T0)]), ignore_row_order=True, ignore_nullable=True)
+    stats = serving.movie_stats(spark, tiny).where("movieId = 10").first()
+    assert (stats.rating_count, stats.rating_sum) == (2, 7.0)
+
+
+def test_out_of_order_and_late_events_lose_to_the_newer_rating(spark, tiny):
+    # newest first within one file, then in a later file an event older than the batch's own rating
+    write_events(tiny, "a", [ev(2, 11, 5.0, T0 + 20), ev(2, 11, 1.0, T0 + 10)])
+    write_events(tiny, "b", [ev(1, 10, 1.0, T0 - 100)])
+    run_job(spark, tiny, "speed")
+    assert_df_equality(silver_rows(spark, tiny), expect(spark, [
+        (1, 10, 3.0, T0), (1, 11, 4.0, T0), (2, 10, 2.0, T0), (2, 11, 5.0, T0 + 20)]),
+        ignore_row_order=True, ignore_nullable=True)
+
+
+def test_late_events_are_quarantined_when_the_policy_says_so(spark, tiny):
+    cfg = tiny.with_overrides({"stream.late_policy": "quarantine", "stream.allowed_lateness_s": 60})
+    write_events(cfg, "a", [ev(3, 10, 4.0, T0 - 3600), ev(3, 11, 4.0, T0 - 30)])
+    run_job(spark, cfg, "speed")
+    reasons = [r.reason for r in tables.read(spark, cfg, "quarantine.rating_events").collect()]
+    assert reasons == ["late event: older than the watermark (allowed lateness 60s)"]
+    assert silver_rows(spark, cfg).where("userId = 3").collect() == [(3, 11, 4.0, T0 - 30)]
+
+
+def test_malformed_events_are_quarantined_with_a_reason(spark, tiny):
+    lines = ['{"userId": 3, "movieId": ', '{"userId": 3, "movieId": "x", "rating": 4.0, "timestamp": 1}',
+             '{"userId": 3, "movieId": 12, "rating": 9.0, "timestamp": 1}', '{"movieId": 12, "rating": 4.0, "timestamp": 1}',
+             ev(3, 12, 4.5, T0 + 1)]
+    write_events(tiny, "a", lines)
+    run_job(spark, tiny, "speed")
+    quarantined = tables.read(spark, tiny, "quarantine.rating_events").select("line", "reason")
+    assert_df_equality(quarantined, spark.createDataFrame([
+        (lines[0], "not a JSON object"),
+        (lines[1], "non-numeric movieId: 'x' is not a valid int"),
+        (lines[2], "rating out of range: 9.0 not in [0.5, 5.0]"),
+        (lines[3], "null key: userId is empty")], "line string, reason string"),
+        ignore_row_order=True, ignore_nullable=True)
+    assert silver_rows(spark, tiny).where("userId = 3").collect() == [(3, 12, 4.5, T0 + 1)]
+
+
+def recompute(spark, cfg) -> pd.DataFrame:
+    """gold's movie stats recomputed from all of silver as it is now."""
+    ratings = tables.read(spark, cfg, "silver.ratings")
+    stats = gold.movie_stats(ratings, tables.read(spark, cfg, "silver.movies"), cfg["gold.bayes_min_votes"], None)
+    return stats.select("movieId", "rating_count", "rating_sum", "rating_mean", "bayes_avg")
+
+
+def assert_serving_equals_recompute(spark, cfg):
+    served = serving.movie_stats(spark, cfg).select("movieId", "rating_count", "rating_sum", "rating_mean", "bayes_avg")
+    assert_approx_df_equality(served, recompute(spark, cfg), precision=1e-9, ignore_row_order=True,
+                              ignore_nullable=True)
+
+
+def test_serving_view_equals_a_full_recompute_batch_after_batch(spark, cfg):
+    cfg = cfg.with_overrides({"stream.holdback_fraction": 0.3, "simulator.events_per_file": 100,
+                              "simulator.max_events": 300, "simulator.rerating_rate": 0.2,
+                              "simulator.duplicate_rate": 0.1, "simulator.out_of_order_rate": 0.1})
+    batch_layer(spark, cfg)
+    for step in range(4):
+        run_job(spark, cfg, "simulate")
+        run_job(spark, cfg, "speed")
+        assert_serving_equals_recompute(spark, cfg)
+        if step == 1:  # the batch layer recomputes mid-stream and retires the deltas it now covers
+            run_job(spark, cfg, "silver")
+            run_job(spark, cfg, "gold")
+            assert_serving_equals_recompute(spark, cfg)
+    raw = pd.read_csv(raw_zone.find(cfg).file("ratings.csv"))
+    expected = oracle.latest_ratings(raw, oracle.event_lines(events_dir(cfg)))
+    actual = silver_rows(spark, cfg).toPandas().rename(columns={"ts": "timestamp"}) \
+        .sort_values(["userId", "movieId"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
