@@ -4,16 +4,14 @@ from __future__ import annotations
 import json
 import os
 
-import pandas as pd
 import pytest
-from chispa import assert_approx_df_equality, assert_df_equality
-from pyspark.sql import functions as F
+from chispa import assert_df_equality
 
-from common import raw_zone, tables
-from jobs import gold, serving
+from common import tables
+from jobs import serving
 from jobs.runner import run_job
 from jobs.simulate import events_dir
-from tests import oracle
+from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle, silver_ratings
 
 T0 = 1_600_000_000
 
@@ -49,9 +47,7 @@ def tiny(spark, cfg, tmp_path):
     return cfg
 
 
-def silver_rows(spark, cfg):
-    return tables.read(spark, cfg, "silver.ratings").select(
-        "userId", "movieId", "rating", F.unix_timestamp("event_time").alias("ts"))
+silver_rows = silver_ratings
 
 
 def expect(spark, rows):
@@ -112,19 +108,6 @@ def test_malformed_events_are_quarantined_with_a_reason(spark, tiny):
     assert silver_rows(spark, tiny).where("userId = 3").collect() == [(3, 12, 4.5, T0 + 1)]
 
 
-def recompute(spark, cfg) -> pd.DataFrame:
-    """gold's movie stats recomputed from all of silver as it is now."""
-    ratings = tables.read(spark, cfg, "silver.ratings")
-    stats = gold.movie_stats(ratings, tables.read(spark, cfg, "silver.movies"), cfg["gold.bayes_min_votes"], None)
-    return stats.select("movieId", "rating_count", "rating_sum", "rating_mean", "bayes_avg")
-
-
-def assert_serving_equals_recompute(spark, cfg):
-    served = serving.movie_stats(spark, cfg).select("movieId", "rating_count", "rating_sum", "rating_mean", "bayes_avg")
-    assert_approx_df_equality(served, recompute(spark, cfg), precision=1e-9, ignore_row_order=True,
-                              ignore_nullable=True)
-
-
 def test_serving_view_equals_a_full_recompute_batch_after_batch(spark, cfg):
     cfg = cfg.with_overrides({"stream.holdback_fraction": 0.3, "simulator.events_per_file": 100,
                               "simulator.max_events": 300, "simulator.rerating_rate": 0.2,
@@ -138,8 +121,4 @@ def test_serving_view_equals_a_full_recompute_batch_after_batch(spark, cfg):
             run_job(spark, cfg, "silver")
             run_job(spark, cfg, "gold")
             assert_serving_equals_recompute(spark, cfg)
-    raw = pd.read_csv(raw_zone.find(cfg).file("ratings.csv"))
-    expected = oracle.latest_ratings(raw, oracle.event_lines(events_dir(cfg)))
-    actual = silver_rows(spark, cfg).toPandas().rename(columns={"ts": "timestamp"}) \
-        .sort_values(["userId", "movieId"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
+    assert_silver_equals_oracle(spark, cfg)
