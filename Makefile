@@ -19,13 +19,16 @@ JOB    ?= full_load
 MASTER ?= local[*]
 CONF   ?=
 DIST   ?= dist
+RATE   ?= 200
+KAFKA_DIR  ?= lake/state/kafka
+KAFKA_PORT ?= 9092
 
-.PHONY: help setup run test bench package submit clean distclean
+.PHONY: help setup run test bench package submit stream stream-live kafka-up kafka-down clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed .jars/.resolved ## install the Python virtualenv and the JVM jars (once)
+setup: $(VENV)/.installed .jars/.resolved .kafka/.resolved ## install the Python virtualenv and the JVM jars (once)
 
 $(VENV)/.installed: requirements.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +40,11 @@ $(VENV)/.installed: requirements.txt setup.py
 .jars/.resolved: jvm/pom.xml
 	rm -rf .jars
 	mvn -q -B -f jvm/pom.xml dependency:copy-dependencies
+	touch $@
+
+.kafka/.resolved: jvm/kafka/pom.xml
+	rm -rf .kafka/libs
+	mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies
 	touch $@
 
 run: setup ## run the pipeline on the embedded default and show what it produced
@@ -60,9 +68,26 @@ submit: package ## run JOB=... through spark-submit (MASTER=local[*] by default)
 	$(VENV)/bin/spark-submit --master '$(MASTER)' $$($(LAKEJOBS) submit-args --env $(ENV) $(CONF)) \
 	  --py-files $(DIST)/lakejobs-$(VERSION).zip $(DIST)/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
 
+stream: setup ## speed layer once: simulate a burst of events, merge it (availableNow), show the serving view
+	$(LAKEJOBS) run simulate --env $(ENV) $(CONF)
+	$(LAKEJOBS) run speed --env $(ENV) $(CONF)
+	$(LAKEJOBS) query --env $(ENV) $(CONF) "SELECT movieId, title, rating_count, round(bayes_avg, 3) AS bayes_avg \
+	  FROM gold.movie_stats ORDER BY bayes_avg DESC LIMIT 10"
+
+stream-live: setup ## simulator at RATE events/s and the merge every second, until Ctrl-C
+	$(LAKEJOBS) run simulate --env $(ENV) --conf simulator.rate=$(RATE) $(CONF) & sim=$$!; \
+	  trap 'kill $$sim 2>/dev/null' EXIT; \
+	  $(LAKEJOBS) run speed --env $(ENV) --conf stream.trigger=processing_time $(CONF)
+
+kafka-up: setup ## start a Kafka broker (KRaft) on 127.0.0.1:$(KAFKA_PORT); use with CONF="--conf stream.source=kafka"
+	$(PY) -m common.local_kafka up --dir $(KAFKA_DIR) --port $(KAFKA_PORT)
+
+kafka-down: ## stop the Kafka broker
+	$(PY) -m common.local_kafka down --dir $(KAFKA_DIR)
+
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
 	rm -rf lake dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-distclean: clean ## also remove .venv and .jars
-	rm -rf $(VENV) .jars
+distclean: clean ## also remove .venv and the jars
+	rm -rf $(VENV) .jars .kafka

@@ -1,8 +1,11 @@
 """Job `simulate`: the source simulator — replays held-back ratings as rating events, like a Lambda
-function feeding a stream: JSON-lines files in the stream landing zone, at a configured rate.
+function feeding a stream, at a configured rate, to where the speed layer reads (`stream.source`):
+JSON-lines files in the stream landing zone, or a Kafka topic.
 
-It remembers how far it got (task state, under state/), so each run sends the next events; a
-file is written under a temporary name and renamed, so the stream never reads half a file.
+It remembers how far it got (task state, under state/), so each run sends the next events. A
+file is written under a temporary name and renamed, so the stream never reads half a file. To
+Kafka it publishes at least once: a chunk sent just before a crash is sent again, which the
+merge absorbs (the same event twice changes nothing).
 """
 from __future__ import annotations
 
@@ -39,28 +42,58 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     state_path = _state_file(cfg, snapshot.id)
     sent = json.load(open(state_path))["sent"] if os.path.exists(state_path) else 0
     end = len(lines) if cfg["simulator.max_events"] <= 0 else min(len(lines), sent + cfg["simulator.max_events"])
-    files = send(lines, sent, end, events_dir(cfg), cfg["simulator.events_per_file"], cfg["simulator.rate"],
-                 on_file=lambda upto: _save_state(state_path, upto))
-    return RunResult(counts={"events.sent": end - sent, "events.total": len(lines), "files": files},
-                     notes=[f"sent events {sent}..{end} of {len(lines)} in {files} files to {events_dir(cfg)}"])
+    kafka = cfg["stream.source"] == "kafka"
+    sink = KafkaSink(spark, cfg["stream.kafka_bootstrap"], cfg["stream.kafka_topic"]) if kafka \
+        else FileSink(events_dir(cfg))
+    chunks = send(lines, sent, end, sink, cfg["simulator.events_per_file"], cfg["simulator.rate"],
+                  on_chunk=lambda upto: _save_state(state_path, upto))
+    return RunResult(counts={"events.sent": end - sent, "events.total": len(lines), "chunks": chunks},
+                     notes=[f"sent events {sent}..{end} of {len(lines)} in {chunks} chunks to {sink}"])
 
 
-def send(lines: list[str], start: int, end: int, folder: str, per_file: int, rate: float, on_file) -> int:
-    """Write lines[start:end] as files of per_file lines, paced at `rate` lines/s (0: no pacing)."""
-    os.makedirs(folder, exist_ok=True)
-    began, files = time.monotonic(), 0
-    for lo in range(start, end, per_file):
-        hi = min(end, lo + per_file)
-        name = os.path.join(folder, f"events-{lo:010d}.json")  # named by offset: a resend overwrites nothing new
-        tmp = os.path.join(folder, f".events-{lo:010d}.json.tmp")  # the file source skips dot files
+class FileSink:
+    """One JSON-lines file per chunk, named by its first offset (a resend rewrites the same file)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+
+    def __call__(self, offset: int, lines: list[str]) -> None:
+        name = os.path.join(self.folder, f"events-{offset:010d}.json")
+        tmp = os.path.join(self.folder, f".events-{offset:010d}.json.tmp")  # the file source skips dot files
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines[lo:hi]) + "\n")
+            f.write("\n".join(lines) + "\n")
         os.replace(tmp, name)
-        on_file(hi)
-        files += 1
+
+    def __str__(self) -> str:
+        return self.folder
+
+
+class KafkaSink:
+    """One record per event on a topic, published through Spark's Kafka connector (no extra client)."""
+
+    def __init__(self, spark: SparkSession, bootstrap: str, topic: str):
+        self.spark, self.bootstrap, self.topic = spark, bootstrap, topic
+
+    def __call__(self, offset: int, lines: list[str]) -> None:
+        (self.spark.createDataFrame([(line,) for line in lines], "value string").write.format("kafka")
+         .option("kafka.bootstrap.servers", self.bootstrap).option("topic", self.topic).save())
+
+    def __str__(self) -> str:
+        return f"kafka://{self.bootstrap}/{self.topic}"
+
+
+def send(lines: list[str], start: int, end: int, sink, per_chunk: int, rate: float, on_chunk) -> int:
+    """Send lines[start:end] in chunks of per_chunk lines, paced at `rate` lines/s (0: no pacing)."""
+    began, chunks = time.monotonic(), 0
+    for lo in range(start, end, per_chunk):
+        hi = min(end, lo + per_chunk)
+        sink(lo, lines[lo:hi])
+        on_chunk(hi)
+        chunks += 1
         if rate > 0:
             time.sleep(max(0.0, (hi - start) / rate - (time.monotonic() - began)))
-    return files
+    return chunks
 
 
 def _save_state(path: str, sent: int) -> None:

@@ -32,10 +32,11 @@ def silver_ratings(spark, cfg):
         "userId", "movieId", "rating", F.unix_timestamp("event_time").alias("ts"))
 
 
-def assert_silver_equals_oracle(spark, cfg) -> None:
-    """silver.ratings = latest rating per key over the raw batch ratings and every valid event line."""
+def assert_silver_equals_oracle(spark, cfg, lines: list[str] | None = None) -> None:
+    """silver.ratings = latest rating per key over the raw batch ratings and every valid event line
+    (by default, the lines in the stream landing zone)."""
     raw = pd.read_csv(raw_zone.find(cfg).file("ratings.csv"))
-    expected = oracle.latest_ratings(raw, oracle.event_lines(events_dir(cfg)))
+    expected = oracle.latest_ratings(raw, oracle.event_lines(events_dir(cfg)) if lines is None else lines)
     actual = silver_ratings(spark, cfg).toPandas().rename(columns={"ts": "timestamp"}) \
         .sort_values(["userId", "movieId"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
