@@ -8,6 +8,7 @@ userMetadata "<app id>:<version>", so the version it produced can be found again
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -59,3 +60,18 @@ def committed_version(spark: SparkSession, cfg: Config, name: str, txn: Txn) -> 
     hit = (tables.delta_table(spark, cfg, name).history()
            .where(F.col("userMetadata") == txn.tag).select(F.max("version")).first()[0])
     return None if hit is None else int(hit)
+
+
+def covers_tag(app_id: str, version: int) -> str:
+    """The note on a batch recompute that already holds every write of app_id up to version."""
+    return f"covers {app_id}:{version}"
+
+
+def applied_upto(spark: SparkSession, cfg: Config, name: str, app_id: str) -> int | None:
+    """The highest app_id version this table holds: from its own idempotent commits, or from a
+    recompute tagged with covers_tag. None when it holds none."""
+    pattern = re.compile(rf"^(?:covers )?{re.escape(app_id)}:(\d+)$")
+    notes = (tables.delta_table(spark, cfg, name).history().where(F.col("userMetadata").isNotNull())
+             .select("userMetadata").collect())
+    found = [int(m.group(1)) for m in (pattern.match(r.userMetadata) for r in notes) if m]
+    return max(found, default=None)

@@ -88,9 +88,13 @@ def current_version(spark: SparkSession, cfg: Config, name: str) -> TableVersion
     return TableVersion(name, location(cfg, name), int(last["version"]))
 
 
-def overwrite(df: DataFrame, cfg: Config, name: str, properties: dict[str, str] | None = None) -> TableVersion:
-    """Replace the table's contents (and schema) in one atomic commit; `properties` are Delta table properties."""
+def overwrite(df: DataFrame, cfg: Config, name: str, properties: dict[str, str] | None = None,
+              user_metadata: str | None = None) -> TableVersion:
+    """Replace the table's contents (and schema) in one atomic commit; `properties` are Delta table
+    properties, `user_metadata` a note kept in the commit's history."""
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if user_metadata:
+        writer = writer.option("userMetadata", user_metadata)
     for key, value in (properties or {}).items():
         writer = writer.option(key, value)
     return _save(df.sparkSession, writer, cfg, name)

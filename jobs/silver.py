@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
+from common import idempotent, tables
 from common.config import Config
 from common.ledger import RunResult
 
@@ -66,18 +66,32 @@ PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
 EVENTS = "bronze.rating_events"
 
 
+def merged_batches(spark: SparkSession, cfg: Config) -> int | None:
+    """The last micro-batch of the stream that silver.ratings holds. Events the stream has logged
+    but not merged yet stay out of a recompute: the MERGE brings them, with their real-time
+    deltas, so the serving view stays equal to a recompute at every moment."""
+    if not tables.exists(spark, cfg, "silver.ratings"):
+        return None
+    return idempotent.applied_upto(spark, cfg, "silver.ratings", cfg["stream.query_name"])
+
+
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     result = RunResult()
     for name, conform in CONFORM.items():
         # Recomputed from the latest inputs on each attempt: a concurrent streaming MERGE into
         # silver.ratings makes this overwrite conflict, and the retry then includes its events.
         def attempt(name=name, conform=conform):
+            upto = merged_batches(spark, cfg) if name == "ratings" else None  # before the events: they hold it all
             reads = [tables.current_version(spark, cfg, f"bronze.{name}")]
-            source = tables.read(spark, cfg, reads[0].name, reads[0].version)
+            source, note = tables.read(spark, cfg, reads[0].name, reads[0].version), None
             if name == "ratings" and tables.exists(spark, cfg, EVENTS):
                 reads.append(tables.current_version(spark, cfg, EVENTS))
-                source = all_ratings(source, tables.read(spark, cfg, EVENTS, reads[1].version))
-            return reads, tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name))
+                events = tables.read(spark, cfg, EVENTS, reads[1].version)
+                if upto is None:  # no record of the stream's progress in silver: rebuild from every event
+                    upto = events.agg(F.max("_batch_id")).first()[0]
+                source = all_ratings(source, events.where(F.col("_batch_id") <= F.lit(upto)))
+                note = idempotent.covers_tag(cfg["stream.query_name"], upto) if upto is not None else None
+            return reads, tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
         reads, written = tables.with_retry(attempt)
         result.reads += reads
         result.writes.append(written)

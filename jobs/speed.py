@@ -133,9 +133,22 @@ class _ProgressLog(StreamingQueryListener):
         log.info("stream %s stopped%s", event.id, f": {event.exception}" if event.exception else "")
 
 
+def _refuse_a_lost_checkpoint(spark: SparkSession, cfg: Config) -> None:
+    """A new checkpoint numbers its batches from 0 again, and Delta would skip every write whose
+    (app id, batch id) it has already seen: the new events would be silently dropped."""
+    started = os.path.isdir(os.path.join(checkpoint(cfg), "commits")) if "://" not in checkpoint(cfg) else True
+    merged = idempotent.applied_upto(spark, cfg, SILVER, cfg["stream.query_name"])
+    if not started and merged is not None:
+        raise SourceError(
+            f"the checkpoint {checkpoint(cfg)} is missing, but {SILVER} already holds micro-batches up to "
+            f"{merged} of stream '{cfg['stream.query_name']}': restarting from batch 0 would be skipped as "
+            "already applied. Restore the checkpoint, or start a new stream with --conf stream.query_name=<new name>")
+
+
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     if not tables.exists(spark, cfg, SILVER):
         raise SourceError(f"{SILVER} does not exist yet: run the batch layer (extract, full_load, silver) first")
+    _refuse_a_lost_checkpoint(spark, cfg)
     progress, counts = _ProgressLog(), BatchCounts()
     spark.streams.addListener(progress)
     writer = (read_events(spark, cfg).writeStream.queryName(cfg["stream.query_name"])

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
-from common import tables
+from common import idempotent, tables
+from common.errors import SourceError
 from jobs import serving
 from jobs.runner import run_job
+from jobs.silver import merged_batches
 from jobs.simulate import events_dir
+from jobs.speed import checkpoint
 from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle, silver_ratings
 
 T0 = 1_600_000_000
@@ -122,3 +127,32 @@ def test_serving_view_equals_a_full_recompute_batch_after_batch(spark, cfg):
             run_job(spark, cfg, "gold")
             assert_serving_equals_recompute(spark, cfg)
     assert_silver_equals_oracle(spark, cfg)
+
+
+def test_a_lost_checkpoint_is_refused_rather_than_silently_skipping_events(spark, tiny):
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    run_job(spark, tiny, "speed")
+    shutil.rmtree(checkpoint(tiny))
+    write_events(tiny, "b", [ev(3, 11, 1.0, T0 + 20)])
+    with pytest.raises(SourceError, match="stream.query_name=<new name>"):
+        run_job(spark, tiny, "speed")
+    run_job(spark, tiny.with_overrides({"stream.query_name": "speed_ratings_merge_2"}), "speed")
+    assert silver_rows(spark, tiny).where("userId = 3").orderBy("movieId").collect() == [
+        (3, 11, 1.0, T0 + 20), (3, 12, 5.0, T0 + 10)]
+
+
+def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny):
+    # The stream logged batch 0 and merged it; a later batch is logged but not merged yet (a crash
+    # between the two writes). The recompute must leave it out: the MERGE brings it, with its deltas.
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    run_job(spark, tiny, "speed")
+    assert merged_batches(spark, tiny) == 0
+    logged = tables.read(spark, tiny, "bronze.rating_events")  # batch 0's one event, made into batch 1's
+    pending = logged.withColumns({"userId": F.lit(4).cast("int"), "rating": F.lit(2.0), "timestamp": F.lit(T0 + 30),
+                                  "_batch_id": F.lit(1)}).select(*[F.col(f.name).cast(f.dataType) for f in logged.schema])
+    idempotent.append_once(pending, tiny, "bronze.rating_events", idempotent.Txn("speed_ratings_merge", 1))
+    run_job(spark, tiny, "silver")
+    run_job(spark, tiny, "gold")
+    assert silver_rows(spark, tiny).where("userId = 4").count() == 0
+    assert_serving_equals_recompute(spark, tiny)
+    assert merged_batches(spark, tiny) == 0  # the recompute's note: it covers batch 0
