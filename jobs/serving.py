@@ -23,12 +23,12 @@ WITH batch AS (SELECT * FROM {batch}),
      combined AS (SELECT COALESCE(b.movieId, r.movieId) AS movieId,
                          COALESCE(b.rating_count, 0) + COALESCE(r.dc, 0) AS rating_count,
                          COALESCE(b.rating_sum, 0.0) + COALESCE(r.ds, 0.0) AS rating_sum
-                  FROM batch b FULL OUTER JOIN recent r ON b.movieId = r.movieId)
+                  FROM batch b FULL OUTER JOIN recent r ON b.movieId = r.movieId),
+     overall AS (SELECT SUM(rating_sum) / SUM(rating_count) AS mean FROM combined)
 SELECT c.movieId, m.title, m.year, c.rating_count, c.rating_sum,
        c.rating_sum / c.rating_count AS rating_mean,
-       ((SUM(c.rating_sum) OVER () / SUM(c.rating_count) OVER ()) * {min_votes} + c.rating_sum)
-         / (c.rating_count + {min_votes}) AS bayes_avg
-FROM combined c LEFT JOIN {movies} m ON c.movieId = m.movieId
+       (o.mean * {min_votes} + c.rating_sum) / (c.rating_count + {min_votes}) AS bayes_avg
+FROM combined c CROSS JOIN overall o LEFT JOIN {movies} m ON c.movieId = m.movieId
 WHERE c.rating_count > 0
 """
 
