@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -16,7 +17,7 @@ from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
 from common.schemas import SourceSchema, source_schemas
-from jobs.parsing import LINE, bad_rows, classify, good_rows
+from jobs.parsing import LINE, bad_rows, classify, good_rows, slim
 
 METADATA = ["_source_file", "_snapshot_id", "_ingested_at"]
 
@@ -26,11 +27,17 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     ingested_at = datetime.now(timezone.utc)
     result = RunResult(notes=[f"loaded snapshot {snapshot.id}"])
     for name, schema in source_schemas(cfg["raw.dataset"]).items():
-        lines = read_lines(spark, snapshot.file(schema.file), schema)
-        classified = classify(lines, schema).transform(
-            lambda df: with_ingest_metadata(df, snapshot.id, ingested_at))
-        loaded = tables.overwrite(good_rows(classified, schema, METADATA), cfg, f"bronze.{name}")
-        quarantined = tables.overwrite(bad_rows(classified, name, METADATA), cfg, f"quarantine.{name}")
+        lines, source_file = read_lines(spark, snapshot.file(schema.file), schema)
+        # Both writes read the classified lines: keep them (spilling to disk) so the file is
+        # parsed and checked once, not twice. The ingest metadata is constant per file, so it is
+        # added after the cache, as literals, instead of being cached on every row.
+        classified = slim(classify(lines, schema), schema).persist(StorageLevel.MEMORY_AND_DISK_DESER)
+        tagged = classified.withColumns(ingest_metadata(source_file, snapshot.id, ingested_at))
+        try:
+            loaded = tables.overwrite(good_rows(tagged, schema, METADATA), cfg, f"bronze.{name}")
+            quarantined = tables.overwrite(bad_rows(tagged, name, METADATA), cfg, f"quarantine.{name}")
+        finally:
+            classified.unpersist()
         expected = snapshot.data_rows(schema.file)
         extra_headers = expected - loaded.rows - quarantined.rows
         if extra_headers < 0:
@@ -44,15 +51,16 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     return result
 
 
-def read_lines(spark: SparkSession, path: str, schema: SourceSchema) -> DataFrame:
-    """The data lines of one raw CSV file (column `value`, plus `_source_file`), its header checked."""
+def read_lines(spark: SparkSession, path: str, schema: SourceSchema) -> tuple[DataFrame, str]:
+    """The data lines of one raw CSV file (column `value`) and the file's URI as Spark names it,
+    its header checked."""
     lines = spark.read.text(path).select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias("_source_file"))
-    first = lines.select(LINE).first()
+    first = lines.first()
     header = (first[LINE] if first else "").lstrip("\ufeff").rstrip("\r")
     if header != schema.header:
         raise SourceError(f"{path}: header is '{header}', expected '{schema.header}' (conf/schemas.yaml)")
-    return lines.where(F.col(LINE) != F.lit(first[LINE]))
+    return lines.select(LINE).where(F.col(LINE) != F.lit(first[LINE])), first["_source_file"]
 
 
-def with_ingest_metadata(df: DataFrame, snapshot_id: str, ingested_at: datetime) -> DataFrame:
-    return df.withColumns({"_snapshot_id": F.lit(snapshot_id), "_ingested_at": F.lit(ingested_at)})
+def ingest_metadata(source_file: str, snapshot_id: str, ingested_at: datetime) -> dict[str, F.Column]:
+    return {"_source_file": F.lit(source_file), "_snapshot_id": F.lit(snapshot_id), "_ingested_at": F.lit(ingested_at)}

@@ -105,6 +105,13 @@ def classify(lines: DataFrame, schema: SourceSchema) -> DataFrame:
     return with_reason(with_fields(lines, schema), schema)
 
 
+def slim(classified: DataFrame, schema: SourceSchema) -> DataFrame:
+    """Only what good_rows and bad_rows need: the raw line is kept for bad rows alone, so that
+    caching the classified lines costs little more than the typed columns."""
+    return classified.select(*[c.name for c in schema.columns], REASON,
+                             F.when(F.col(REASON).isNotNull(), F.col(LINE)).alias(LINE))
+
+
 def good_rows(classified: DataFrame, schema: SourceSchema, metadata: list[str]) -> DataFrame:
     return classified.where(F.col(REASON).isNull()).select(*[c.name for c in schema.columns], *metadata)
 

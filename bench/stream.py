@@ -1,0 +1,139 @@
+"""Section `stream`: the speed layer on one prepared stream of rating events.
+
+- sustained events/s through our MERGE path (`speed`: log, quarantine, MERGE, real-time deltas)
+  and through a bare append-only path (parse → Delta append) on the same files, availableNow;
+  target: MERGE ≥ 0.5 × append-only.
+- end-to-end latency, event file written → its row committed in silver.ratings, at 1,000
+  events/s with a 1-second processing-time trigger; target: p95 ≤ 3 s.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+from pyspark.sql import functions as F
+
+from bench.harness import DATA, WORK, Metric, run_case
+from common import tables
+from common.schemas import stream_schema
+from jobs.parsing import REASON, classify_json
+from jobs.runner import run_job
+from jobs.simulate import FileSink, events_dir, send
+from jobs.speed import read_events
+
+EVENTS = 200_000
+CONF = ["source.kind=generator", "generator.ratings=250000", "generator.users=3000", "generator.movies=10000",
+        "stream.holdback_fraction=0.8", "simulator.events_per_file=5000", "stream.max_files_per_trigger=10",
+        f"simulator.max_events={EVENTS}", "ledger.enabled=false"]
+RATE, SECONDS, WARMUP_S = 1000, 40, 5
+MERGE_RATIO_TARGET, P95_TARGET_S = 0.5, 3.0
+
+
+# --- cases (each in its own process, through bench.case) ---
+
+def prepared(spark, cfg) -> dict:
+    """The batch layer over the first 20% of ratings, and a burst of held-back events as files."""
+    for job in ("extract", "full_load", "silver", "gold", "simulate"):
+        run_job(spark, cfg, job)
+    return {"files": len(os.listdir(events_dir(cfg)))}
+
+
+def merge_path(spark, cfg, prepared_lake: str) -> dict:
+    _copy_lake(prepared_lake, cfg)
+    began = time.monotonic()
+    result = run_job(spark, cfg, "speed")
+    return {"seconds": time.monotonic() - began, "events": result.counts["events"]}
+
+
+def append_path(spark, cfg, prepared_lake: str) -> dict:
+    _copy_lake(prepared_lake, cfg)
+    schema = stream_schema(cfg["raw.dataset"], "rating_events")
+    target = tables.location(cfg, "bronze.rating_events_append")
+    parsed = classify_json(read_events(spark, cfg), schema).where(F.col(REASON).isNull()) \
+        .select(*[c.name for c in schema.columns])
+    began = time.monotonic()
+    (parsed.writeStream.format("delta").option("checkpointLocation", os.path.join(tables.lake_root(cfg), "ckpt"))
+     .trigger(availableNow=True).start(target).awaitTermination())
+    seconds = time.monotonic() - began
+    return {"seconds": seconds, "events": spark.read.format("delta").load(target).count()}
+
+
+def latency(spark, cfg, prepared_lake: str) -> dict:
+    """The merge job on a 1-second trigger while files arrive at RATE events/s for SECONDS."""
+    _copy_lake(prepared_lake, cfg)
+    folder = events_dir(cfg)
+    shutil.rmtree(folder)  # the burst is for the throughput cases; here events arrive live
+    cfg = cfg.with_overrides({"stream.trigger": "processing_time", "stream.trigger_interval_s": 1.0})
+    merge = threading.Thread(target=run_job, args=(spark, cfg, "speed"), daemon=True)
+    merge.start()
+    while not spark.streams.active:
+        time.sleep(0.2)
+    lines = [f'{{"userId": {900000 + i % 5000}, "movieId": {1 + i % 997}, "rating": 4.0, "timestamp": {1700000000 + i}}}'
+             for i in range(RATE * SECONDS)]
+    send(lines, 0, len(lines), FileSink(folder), RATE // 10, RATE, on_chunk=lambda upto: None)
+    written = {os.path.join(folder, n): os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder)}
+    deadline = time.monotonic() + 120
+    while _merged_events(spark, cfg) < len(lines) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for query in spark.streams.active:
+        query.stop()
+    merge.join(timeout=60)
+    return {"latencies": _latencies(spark, cfg, written), "events": len(lines)}
+
+
+def _merged_events(spark, cfg) -> int:
+    return tables.read(spark, cfg, "bronze.rating_events").count() if tables.exists(spark, cfg, "bronze.rating_events") else 0
+
+
+def _latencies(spark, cfg, written: dict[str, float]) -> list[float]:
+    """Per event: commit time of the MERGE that brought its batch − write time of its file."""
+    commits = {int(r.userMetadata.rsplit(":", 1)[1]): r.timestamp.timestamp() for r in
+               tables.delta_table(spark, cfg, "silver.ratings").history().where(F.col("operation") == "MERGE")
+               .select("userMetadata", "timestamp").collect()}
+    per_file = (tables.read(spark, cfg, "bronze.rating_events").groupBy("_source_file", "_batch_id").count().collect())
+    start = min(written.values()) + WARMUP_S
+    out = []
+    for r in per_file:
+        path = r._source_file.removeprefix("file:")
+        if written.get(path, 0) >= start:
+            out += [commits[r._batch_id] - written[path]] * r["count"]
+    return out
+
+
+def _copy_lake(prepared_lake: str, cfg) -> None:
+    shutil.copytree(prepared_lake, tables.lake_root(cfg), symlinks=True)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the section ---
+
+def run() -> list[Metric]:
+    lake = os.path.join(DATA, f"stream-{EVENTS}")
+    if not os.path.exists(os.path.join(lake, "landing")):
+        print(f"  preparing the batch layer and {EVENTS} events (once, kept in {lake})", flush=True)
+        run_case("bench.stream:prepared", lake, CONF)
+    print("  throughput: MERGE path, then append-only path", flush=True)
+    merge = run_case("bench.stream:merge_path", os.path.join(WORK, "merge"), CONF, prepared_lake=lake)
+    append = run_case("bench.stream:append_path", os.path.join(WORK, "append"), CONF, prepared_lake=lake)
+    print(f"  latency at {RATE} events/s for {SECONDS}s, 1-second trigger", flush=True)
+    lat = run_case("bench.stream:latency", os.path.join(WORK, "latency"), CONF, prepared_lake=lake)
+    merge_rate, append_rate = merge["events"] / merge["seconds"], append["events"] / append["seconds"]
+    ratio = merge_rate / append_rate
+    p50, p95 = _percentile(lat["latencies"], 0.5), _percentile(lat["latencies"], 0.95)
+    return [
+        Metric("stream", "events in the burst", merge["events"], "events"),
+        Metric("stream", "MERGE path (availableNow, 10 files of 5,000 per batch)", round(merge_rate), "events/s"),
+        Metric("stream", "append-only path (same stream)", round(append_rate), "events/s"),
+        Metric("stream", "MERGE / append-only", round(ratio, 3), "ratio", f">= {MERGE_RATIO_TARGET}",
+               ratio >= MERGE_RATIO_TARGET),
+        Metric("stream", f"latency p50 at {RATE} events/s, 1 s trigger", round(p50, 2), "s"),
+        Metric("stream", f"latency p95 at {RATE} events/s, 1 s trigger", round(p95, 2), "s", f"<= {P95_TARGET_S}",
+               p95 <= P95_TARGET_S),
+        Metric("stream", "events measured for latency (after a 5 s warm-up)", len(lat["latencies"]), "events"),
+    ]
