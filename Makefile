@@ -22,8 +22,10 @@ DIST   ?= dist
 RATE   ?= 200
 KAFKA_DIR  ?= lake/state/kafka
 KAFKA_PORT ?= 9092
+MLFLOW_DIR  ?= lake/state/mlflow-server
+MLFLOW_PORT ?= 5000
 
-.PHONY: help setup run test bench package submit stream stream-live kafka-up kafka-down clean distclean
+.PHONY: help setup run test bench package submit stream stream-live kafka-up kafka-down mlflow-up mlflow-down clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -84,6 +86,12 @@ kafka-up: setup ## start a Kafka broker (KRaft) on 127.0.0.1:$(KAFKA_PORT); use 
 
 kafka-down: ## stop the Kafka broker
 	$(PY) -m common.local_kafka down --dir $(KAFKA_DIR)
+
+mlflow-up: setup ## start an MLflow server on 127.0.0.1:$(MLFLOW_PORT); use with CONF="--conf ml.tracking_uri=http://127.0.0.1:5000"
+	$(PY) -m common.local_mlflow up --dir $(MLFLOW_DIR) --port $(MLFLOW_PORT)
+
+mlflow-down: ## stop the MLflow server
+	$(PY) -m common.local_mlflow down --dir $(MLFLOW_DIR)
 
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
 	rm -rf lake dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache

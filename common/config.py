@@ -200,4 +200,7 @@ _CHECKS = {
     "stream.late_policy": _one_of("accept", "quarantine"),
     "stream.holdback_fraction": _fraction,
     "simulator.events_per_file": _positive,
+    "ml.test_fraction": _fraction,
+    "ml.top_k": _positive,
+    "ml.baseline_reg": _positive,
 }

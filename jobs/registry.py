@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from common.config import Config
 from common.errors import UnknownJobError
 from common.ledger import RunResult
-from jobs import extract, full_load, gold, silver, simulate, speed
+from jobs import extract, full_load, gold, score, silver, simulate, speed, train
 
 Job = Callable[[SparkSession, Config], RunResult]
 
@@ -20,6 +20,8 @@ JOBS: dict[str, Job] = {
     "gold": gold.run,
     "simulate": simulate.run,
     "speed": speed.run,
+    "train": train.run,
+    "score": score.run,
 }
 
 

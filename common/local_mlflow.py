@@ -1,0 +1,51 @@
+"""A real MLflow tracking server on 127.0.0.1 (sqlite backend, artifacts proxied by the server),
+for the same code the embedded default runs, pointed at a server by ml.tracking_uri alone.
+
+    python -m common.local_mlflow up   --dir lake/state/mlflow-server --port 5000
+    python -m common.local_mlflow down --dir lake/state/mlflow-server
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from common import local_server
+
+
+def up(folder: str, port: int = 5000, timeout_s: float = 90.0) -> str:
+    """Start a server whose database and artifacts live in folder; return its tracking URI."""
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    local_server.start("mlflow", [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                                  "--backend-store-uri", f"sqlite:///{os.path.join(folder, 'mlflow.db')}",
+                                  "--artifacts-destination", os.path.join(folder, "artifacts")],
+                       folder, port, timeout_s)
+    return f"http://127.0.0.1:{port}"
+
+
+def down(folder: str) -> bool:
+    return local_server.stop("mlflow", folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.local_mlflow", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--dir", default=os.path.join("lake", "state", "mlflow-server"))
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "up":
+            print(f"mlflow server up at {up(args.dir, args.port)} (state and log in {args.dir}); "
+                  f"use it with --conf ml.tracking_uri=http://127.0.0.1:{args.port}")
+        else:
+            print("mlflow server stopped" if down(args.dir) else f"no mlflow server running from {args.dir}")
+    except local_server.ServerError as e:
+        print(f"local_mlflow: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

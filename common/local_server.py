@@ -1,0 +1,78 @@
+"""Start and stop a local server process (a Kafka broker, an MLflow server) on 127.0.0.1: its
+own process group, a pid file and a log file in its state folder, up when its port answers."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+class ServerError(RuntimeError):
+    """A server could not start or did not come up; the message says where its log is."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start(name: str, argv: list[str], folder: str, port: int, timeout_s: float = 60.0) -> None:
+    """Run argv in the background (logging to <folder>/<name>.log) and wait until port answers."""
+    pid_file, log_file = _pid_file(folder, name), os.path.join(folder, f"{name}.log")
+    if alive(pid_file):
+        raise ServerError(f"a {name} is already running from {folder} (pid file {pid_file})")
+    if listening(port):
+        raise ServerError(f"port {port} on 127.0.0.1 is taken: choose another port")
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(pid_file, "w") as f:
+        f.write(str(proc.pid))
+    deadline = time.monotonic() + timeout_s
+    while not listening(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(name, folder)
+            raise ServerError(f"the {name} did not come up on 127.0.0.1:{port}; see {log_file}")
+        time.sleep(0.3)
+
+
+def stop(name: str, folder: str) -> bool:
+    """Stop the server started from folder (SIGTERM to its group, then SIGKILL); False if none ran."""
+    pid_file = _pid_file(folder, name)
+    if not alive(pid_file):
+        if os.path.exists(pid_file):
+            os.remove(pid_file)
+        return False
+    pid = int(open(pid_file).read())
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not alive(pid_file):
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    os.remove(pid_file)
+    return True
+
+
+def alive(pid_file: str) -> bool:
+    if not os.path.exists(pid_file):
+        return False
+    pid = int(open(pid_file).read())
+    try:
+        os.kill(pid, 0)
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"  # a zombie has exited
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def _pid_file(folder: str, name: str) -> str:
+    return os.path.join(os.path.abspath(folder), f"{name}.pid")

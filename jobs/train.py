@@ -1,0 +1,123 @@
+"""Job `train`: fit the ALS recommender on silver.ratings, judge it against a bias baseline, log
+everything to MLflow, register it, and move the `champion` alias only when it beats the current
+champion on the same held-out ratings.
+
+Which data made a model is recorded with it: the silver.ratings Delta version (tag and input
+dataset), and the split's seed and fraction, so the evaluation can be rebuilt exactly.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import mlflow
+from mlflow.models import infer_signature
+from pyspark.ml import Pipeline
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import tables, tracking
+from common.config import Config
+from common.errors import SourceError
+from common.ledger import RunResult
+from jobs import plots
+from jobs.recommender import (KEYS, als, als_candidates, als_search, bias_candidates, evaluate, fit_bias,
+                              grid_results, split, top_k_unseen)
+
+log = logging.getLogger("lakejobs.train")
+SILVER = "silver.ratings"
+
+
+def run(spark: SparkSession, cfg: Config) -> RunResult:
+    if not tables.exists(spark, cfg, SILVER):
+        raise SourceError(f"{SILVER} does not exist yet: run the batch layer (extract, full_load, silver) first")
+    client = tracking.connect(cfg)
+    read = tables.current_version(spark, cfg, SILVER)
+    ratings = tables.read(spark, cfg, SILVER, read.version)
+    train, test = (df.cache() for df in split(ratings, cfg["ml.test_fraction"], cfg["ml.seed"]))
+    name, k = cfg["ml.model_name"], cfg["ml.top_k"]
+    with mlflow.start_run(run_name=f"als on {SILVER} v{read.version}") as active:
+        mlflow.set_tags({"data.table": SILVER, "data.location": read.location, "data.version": read.version})
+        mlflow.log_input(mlflow.data.from_spark(ratings, path=read.location, version=str(read.version),
+                                                name=SILVER), context="training")
+        mlflow.log_params({"seed": cfg["ml.seed"], "test_fraction": cfg["ml.test_fraction"],
+                           "grid.rank": cfg["ml.ranks"], "grid.regParam": cfg["ml.reg_params"],
+                           "grid.maxIter": cfg["ml.max_iters"], "baseline_reg": cfg["ml.baseline_reg"],
+                           "relevant_rating": cfg["ml.relevant_rating"], "k": k,
+                           "train_rows": train.count(), "test_rows": test.count()})
+
+        began = time.monotonic()
+        search = als_search(cfg["ml.ranks"], cfg["ml.reg_params"], cfg["ml.max_iters"], cfg["ml.seed"]).fit(train)
+        search_s = time.monotonic() - began
+        grid = grid_results(search)
+        best = min(grid, key=lambda g: g["validation_rmse"])
+        began = time.monotonic()
+        # The search refits its winner too; it is fitted again alone so the final fit is timed on its own.
+        model = Pipeline(stages=[als(cfg["ml.seed"], **_params(best))]).fit(train)
+        fit_s = time.monotonic() - began
+        mlflow.log_params({f"best.{p}": v for p, v in _params(best).items()})
+
+        users = test.select("userId").distinct()
+        als_scores = evaluate(model.transform(test), top_k_unseen(als_candidates(model, users, k + cfg["ml.max_candidates"]),
+                                                                 train, k), test, cfg["ml.relevant_rating"], k)
+        bias = fit_bias(train, cfg["ml.baseline_reg"])
+        base_scores = evaluate(bias.predict(test), top_k_unseen(bias_candidates(bias, users, k + cfg["ml.max_candidates"]),
+                                                               train, k), test, cfg["ml.relevant_rating"], k)
+        metrics = {f"als_{m}": v for m, v in als_scores.items()} | {f"baseline_{m}": v for m, v in base_scores.items()}
+        metrics |= {"search_seconds": search_s, "fit_seconds": fit_s}
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict({"settings": grid}, "search/grid.json")
+        plots.log_all(train, model.transform(test), grid)
+
+        signature = infer_signature(test.select(*KEYS).limit(5).toPandas(),
+                                    model.transform(test.limit(5)).select("prediction").toPandas())
+        info = mlflow.spark.log_model(model, artifact_path="model", signature=signature, registered_model_name=name)
+        version = int(info.registered_model_version)
+        decision = _gate(client, name, version, model, test)
+        mlflow.set_tags({f"gate.{key}": value for key, value in decision.items()})
+        for key, value in decision.items():
+            client.set_model_version_tag(name, str(version), f"gate.{key}", str(value))
+        run_id = active.info.run_id
+
+    train.unpersist()
+    test.unpersist()
+    return RunResult(reads=[read], counts={"model.version": version, "promoted": int(decision["promoted"])}, notes=[
+        f"ALS {_fmt(best)}: RMSE {als_scores['rmse']:.4f}, MAE {als_scores['mae']:.4f}, "
+        f"precision@{k} {als_scores['precision_at_k']:.4f}, NDCG@{k} {als_scores['ndcg_at_k']:.4f}",
+        f"bias baseline: RMSE {base_scores['rmse']:.4f}, MAE {base_scores['mae']:.4f}, "
+        f"precision@{k} {base_scores['precision_at_k']:.4f}, NDCG@{k} {base_scores['ndcg_at_k']:.4f}",
+        f"search {search_s:.1f}s over {len(grid)} settings, final fit {fit_s:.1f}s; MLflow run {run_id}",
+        f"registered {name} version {version}: {decision['reason']}"])
+
+
+def _gate(client, name: str, version: int, challenger, test: DataFrame) -> dict:
+    """Challenger vs champion on the same held-out ratings: those both models can score."""
+    current = tracking.champion(client, name)
+    if current is None or int(current.version) == version:
+        client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
+        return {"promoted": True, "reason": "first model: champion", "challenger_version": version}
+    champion = mlflow.spark.load_model(f"models:/{name}@{tracking.CHAMPION}")
+    both = (challenger.transform(test).withColumnRenamed("prediction", "challenger")
+            .join(champion.transform(test.select(*KEYS)).withColumnRenamed("prediction", "champion"), KEYS))
+    errors = both.agg(F.sqrt(F.avg((F.col("challenger") - F.col("rating")) ** 2)).alias("challenger"),
+                      F.sqrt(F.avg((F.col("champion") - F.col("rating")) ** 2)).alias("champion"),
+                      F.count("*").alias("rows")).first()
+    promoted = errors.challenger < errors.champion
+    if promoted:
+        client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
+    verdict = "beats" if promoted else "does not beat"
+    reason = (f"challenger RMSE {errors.challenger:.4f} {verdict} champion v{current.version} RMSE "
+              f"{errors.champion:.4f} on the same {errors.rows} held-out ratings: "
+              + ("champion now" if promoted else f"champion stays v{current.version}"))
+    log.info(reason)
+    return {"promoted": promoted, "reason": reason, "challenger_version": version,
+            "champion_version": int(current.version), "challenger_rmse": errors.challenger,
+            "champion_rmse": errors.champion, "rows": errors.rows}
+
+
+def _params(setting: dict) -> dict:
+    return {p: v for p, v in setting.items() if p != "validation_rmse"}
+
+
+def _fmt(best: dict) -> str:
+    return ", ".join(f"{p}={v}" for p, v in _params(best).items())
