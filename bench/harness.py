@@ -20,7 +20,7 @@ DRIVER_MEMORY = "4g"                    # local mode: the driver is also the onl
 class Metric:
     section: str
     name: str
-    value: float
+    value: float | str
     unit: str
     target: str | None = None
     passed: bool | None = None

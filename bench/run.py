@@ -15,13 +15,14 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from bench import batch, stream
+from bench import batch, ml, stream
 from bench.harness import HERE, Metric
 
 # One line per section: name → function(args) returning its metrics.
 SECTIONS = {
     "batch": lambda args: batch.run(args.sizes),
     "stream": lambda args: stream.run(),
+    "ml": lambda args: ml.run(),
 }
 RESULTS_JSON = os.path.join(HERE, "results.json")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")

@@ -10,7 +10,6 @@ config, its log segments, its log file and its pid file.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import subprocess
@@ -72,20 +71,7 @@ def down(folder: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.local_kafka", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--dir", default=os.path.join("lake", "state", "kafka"))
-    parser.add_argument("--port", type=int, default=9092)
-    args = parser.parse_args(argv)
-    try:
-        if args.action == "up":
-            print(f"kafka broker up at {up(args.dir, args.port)} (state and log in {args.dir})")
-        else:
-            print("kafka broker stopped" if down(args.dir) else f"no kafka broker running from {args.dir}")
-    except local_server.ServerError as e:
-        print(f"local_kafka: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return local_server.main("kafka broker", "common.local_kafka", up, down, os.path.join("lake", "state", "kafka"), 9092, argv)
 
 
 if __name__ == "__main__":

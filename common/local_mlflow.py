@@ -6,7 +6,6 @@ for the same code the embedded default runs, pointed at a server by ml.tracking_
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -30,21 +29,7 @@ def down(folder: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.local_mlflow", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--dir", default=os.path.join("lake", "state", "mlflow-server"))
-    parser.add_argument("--port", type=int, default=5000)
-    args = parser.parse_args(argv)
-    try:
-        if args.action == "up":
-            print(f"mlflow server up at {up(args.dir, args.port)} (state and log in {args.dir}); "
-                  f"use it with --conf ml.tracking_uri=http://127.0.0.1:{args.port}")
-        else:
-            print("mlflow server stopped" if down(args.dir) else f"no mlflow server running from {args.dir}")
-    except local_server.ServerError as e:
-        print(f"local_mlflow: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return local_server.main("mlflow server", "common.local_mlflow", up, down, os.path.join("lake", "state", "mlflow-server"), 5000, argv)
 
 
 if __name__ == "__main__":

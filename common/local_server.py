@@ -2,11 +2,14 @@
 own process group, a pid file and a log file in its state folder, up when its port answers."""
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from typing import Callable
 
 
 class ServerError(RuntimeError):
@@ -76,3 +79,22 @@ def alive(pid_file: str) -> bool:
 
 def _pid_file(folder: str, name: str) -> str:
     return os.path.join(os.path.abspath(folder), f"{name}.pid")
+
+
+def main(what: str, module: str, up: Callable[[str, int], str], down: Callable[[str], bool], default_dir: str,
+         default_port: int, argv: list[str] | None = None) -> int:
+    """`python -m <module> up|down [--dir D] [--port P]` for one kind of server."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"start or stop a local {what}")
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("--dir", default=default_dir)
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "up":
+            print(f"{what} up at {up(args.dir, args.port)} (state and log in {args.dir})")
+        else:
+            print(f"{what} stopped" if down(args.dir) else f"no {what} running from {args.dir}")
+    except ServerError as e:
+        print(f"{module}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
