@@ -39,8 +39,9 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     name, k = cfg["ml.model_name"], cfg["ml.top_k"]
     with mlflow.start_run(run_name=f"als on {SILVER} v{read.version}") as active:
         mlflow.set_tags({"data.table": SILVER, "data.location": read.location, "data.version": read.version})
-        mlflow.log_input(mlflow.data.from_spark(ratings, path=read.location, version=str(read.version),
-                                                name=SILVER), context="training")
+        source = {"table_name": read.location} if cfg["lake.catalog"] else {"path": read.location}
+        mlflow.log_input(mlflow.data.from_spark(ratings, version=str(read.version), name=SILVER, **source),
+                         context="training")
         mlflow.log_params({"seed": cfg["ml.seed"], "test_fraction": cfg["ml.test_fraction"],
                            "grid.rank": cfg["ml.ranks"], "grid.regParam": cfg["ml.reg_params"],
                            "grid.maxIter": cfg["ml.max_iters"], "baseline_reg": cfg["ml.baseline_reg"],
@@ -112,17 +113,20 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
 
 
 def _gate(client, name: str, version: int, challenger, test: DataFrame) -> dict:
-    """Challenger vs champion on the same held-out ratings: those both models can score."""
+    """Challenger vs champion on the same held-out ratings: those both models can score. The split
+    is a seeded hash of the key, so no rating held out now was in the champion's training data
+    (given the same ml.seed and ml.test_fraction)."""
     current = tracking.champion(client, name)
+    scored = challenger.transform(test).withColumnRenamed("prediction", "challenger")
     if current is None or int(current.version) == version:
+        errors = scored.agg(_rmse("challenger"), F.count("*").alias("rows")).first()
         client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
-        return {"promoted": True, "reason": "first model: champion", "challenger_version": version}
-    champion = mlflow.spark.load_model(f"models:/{name}@{tracking.CHAMPION}")
-    both = (challenger.transform(test).withColumnRenamed("prediction", "challenger")
-            .join(champion.transform(test.select(*KEYS)).withColumnRenamed("prediction", "champion"), KEYS))
-    errors = both.agg(F.sqrt(F.avg((F.col("challenger") - F.col("rating")) ** 2)).alias("challenger"),
-                      F.sqrt(F.avg((F.col("champion") - F.col("rating")) ** 2)).alias("champion"),
-                      F.count("*").alias("rows")).first()
+        return {"promoted": True, "reason": "first model: champion", "challenger_version": version,
+                "challenger_rmse": errors.challenger, "rows": errors.rows}
+    # By version, not by alias: the alias could move between reading it and loading the model.
+    champion = mlflow.spark.load_model(f"models:/{name}/{current.version}")
+    both = scored.join(champion.transform(test.select(*KEYS)).withColumnRenamed("prediction", "champion"), KEYS)
+    errors = both.agg(_rmse("challenger"), _rmse("champion"), F.count("*").alias("rows")).first()
     promoted = errors.challenger < errors.champion
     if promoted:
         client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
@@ -134,6 +138,10 @@ def _gate(client, name: str, version: int, challenger, test: DataFrame) -> dict:
     return {"promoted": promoted, "reason": reason, "challenger_version": version,
             "champion_version": int(current.version), "challenger_rmse": errors.challenger,
             "champion_rmse": errors.champion, "rows": errors.rows}
+
+
+def _rmse(prediction: str):
+    return F.sqrt(F.avg((F.col(prediction) - F.col("rating")) ** 2)).alias(prediction)
 
 
 def _params(setting: dict) -> dict:
