@@ -184,6 +184,22 @@ def _fraction(v: Any) -> str | None:
     return None if _is_number(v) and 0 <= v < 1 else "must be a number in [0, 1)"
 
 
+def _open_fraction(v: Any) -> str | None:
+    return None if _is_number(v) and 0 < v < 1 else "must be a number in (0, 1)"
+
+
+def _non_empty_list(item_ok, what: str):
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, list) and v and all(item_ok(x) for x in v)
+        return None if ok else f"must be a non-empty list of {what}"
+    return check
+
+
+_positive_ints = _non_empty_list(lambda x: isinstance(x, int) and not isinstance(x, bool) and x > 0,
+                                 "positive integers")
+_non_negative_numbers = _non_empty_list(lambda x: _is_number(x) and x >= 0, "numbers >= 0")
+
+
 _CHECKS = {
     "source.kind": _one_of("generator", "folder", "url"),
     "spark.shuffle_partitions": _positive,
@@ -200,7 +216,13 @@ _CHECKS = {
     "stream.late_policy": _one_of("accept", "quarantine"),
     "stream.holdback_fraction": _fraction,
     "simulator.events_per_file": _positive,
-    "ml.test_fraction": _fraction,
+    "ml.test_fraction": _open_fraction,
+    "ml.ranks": _positive_ints,
+    "ml.reg_params": _non_negative_numbers,
+    "ml.max_iters": _positive_ints,
     "ml.top_k": _positive,
     "ml.baseline_reg": _positive,
+    "ml.relevant_rating": _positive,
+    "ml.min_user_ratings": _positive,
+    "ml.max_candidates": _positive,
 }

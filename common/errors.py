@@ -19,3 +19,7 @@ class SourceError(LakejobsError):
 
 class SensorTimeout(LakejobsError):
     """The upstream data a sensor waits for did not arrive in time."""
+
+
+class TrackingError(LakejobsError):
+    """The MLflow tracking server or model registry cannot be reached, or holds no model to use."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from common import local_mlflow, local_server, tables, tracking
 from common.config import load_config
-from jobs import serving
+from common.errors import ConfigError, SourceError, TrackingError
+from jobs import score, serving
 from jobs.recommender import split
 from jobs.runner import run_job
 from jobs.simulate import events_dir
@@ -64,6 +67,7 @@ def test_the_gate_promotes_only_a_better_model(spark, lake):
     assert champion_version(lake) == 2
     tags = gate_tags(lake, 2)
     assert float(tags["challenger_rmse"]) < float(tags["champion_rmse"])
+    assert float(gate_tags(lake, 1)["challenger_rmse"]) == pytest.approx(float(tags["champion_rmse"]), abs=1e-9)
     assert float(tags["challenger_rmse"]) == pytest.approx(rmse_by_numpy(spark, lake, 2), abs=1e-6)
     assert float(tags["champion_rmse"]) == pytest.approx(rmse_by_numpy(spark, lake, 1), abs=1e-6)
 
@@ -143,3 +147,29 @@ def test_the_registry_flow_against_a_real_mlflow_server(spark, lake, tmp_path):
     finally:
         local_mlflow.down(str(tmp_path / "mlflow-server"))
     assert not local_server.listening(port)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ml.ranks=[]", "'ml.ranks' must be a non-empty list of positive integers"),
+    ("ml.reg_params=[-0.1]", "'ml.reg_params' must be a non-empty list of numbers >= 0"),
+    ("ml.test_fraction=0", "'ml.test_fraction' must be a number in (0, 1)"),
+    ("ml.top_k=0", "'ml.top_k' must be a positive number"),
+])
+def test_a_bad_ml_setting_is_refused_at_start(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("test", [override])
+
+
+def test_no_server_at_the_tracking_uri_fails_in_seconds_not_minutes(tmp_path):
+    uri = f"http://127.0.0.1:{local_server.free_port()}"
+    cfg = load_config("test", [f"lake.root={tmp_path / 'lake'}", f"ml.tracking_uri={uri}"])
+    began = time.monotonic()
+    with pytest.raises(TrackingError, match=f"no MLflow server answers at {re.escape(uri)}"):
+        tracking.connect(cfg)
+    assert time.monotonic() - began < 10  # MLflow's own client would retry for minutes
+
+
+def test_scoring_before_any_training_says_so(spark, tmp_path):
+    cfg = load_config("test", [f"lake.root={tmp_path / 'lake'}"])
+    with pytest.raises(SourceError, match="no 'champion' version of model movielens_als .*: run the train job first"):
+        score.run(spark, cfg)
