@@ -95,7 +95,7 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(spark, cfg):
 
 
 def test_batch_recompute_running_beside_the_stream_loses_nothing(spark, cfg):
-    cfg = cfg.with_overrides({**STREAM, "generator.ratings": 8000, "stream.max_files_per_trigger": 1})
+    cfg = cfg.with_overrides({**STREAM, "generator.ratings": 5000, "stream.max_files_per_trigger": 1})
     for job in ("extract", "full_load", "silver", "gold", "simulate"):
         run_job(spark, cfg, job)
     stream = start_speed(cfg)
