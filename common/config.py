@@ -220,6 +220,7 @@ _CHECKS = {
     "ml.ranks": _positive_ints,
     "ml.reg_params": _non_negative_numbers,
     "ml.max_iters": _positive_ints,
+    "ml.blocks": _positive,
     "ml.top_k": _positive,
     "ml.baseline_reg": _positive,
     "ml.relevant_rating": _positive,

@@ -22,15 +22,18 @@ def split(ratings: DataFrame, test_fraction: float, seed: int) -> tuple[DataFram
     return marked.where(~F.col("_test")).drop("_test"), marked.where("_test").drop("_test")
 
 
-def als(seed: int, **params) -> ALS:
-    """ALS on explicit ratings; users or movies unseen in training get no prediction (dropped)."""
+def als(seed: int, blocks: int = 10, **params) -> ALS:
+    """ALS on explicit ratings; users or movies unseen in training get no prediction (dropped).
+    blocks: partitions of the user and of the item factors (Spark's default 10; fewer is faster
+    on small data, where every block is a task per iteration)."""
     return ALS(userCol="userId", itemCol="movieId", ratingCol="rating", coldStartStrategy="drop",
-               nonnegative=True, seed=seed, **params)
+               nonnegative=True, seed=seed, numUserBlocks=blocks, numItemBlocks=blocks, **params)
 
 
-def als_search(ranks: list[int], reg_params: list[float], max_iters: list[int], seed: int) -> TrainValidationSplit:
+def als_search(ranks: list[int], reg_params: list[float], max_iters: list[int], seed: int,
+               blocks: int = 10) -> TrainValidationSplit:
     """A Pipeline around ALS, searched over the grid by RMSE on a seeded validation split."""
-    estimator = als(seed)
+    estimator = als(seed, blocks)
     grid = (ParamGridBuilder().addGrid(estimator.rank, ranks).addGrid(estimator.regParam, reg_params)
             .addGrid(estimator.maxIter, max_iters).build())
     return TrainValidationSplit(estimator=Pipeline(stages=[estimator]), estimatorParamMaps=grid,
@@ -95,7 +98,7 @@ def bias_candidates(bias: Bias, users: DataFrame, n: int) -> DataFrame:
 def evaluate(predictions: DataFrame, recommended: DataFrame, test: DataFrame, relevant: float, k: int) -> dict:
     """RMSE and MAE of predictions (rating, prediction) on test; precision@k and NDCG@k of the
     recommended lists (userId, movieId, rank) against each test user's relevant movies."""
-    scored = predictions.where(F.col("prediction").isNotNull() & ~F.isnan("prediction"))
+    scored = predictions.where(F.col("prediction").isNotNull() & ~F.isnan("prediction")).cache()
     metrics = {m: RegressionEvaluator(labelCol="rating", metricName=m).evaluate(scored) for m in ("rmse", "mae")}
     truth = test.where(F.col("rating") >= relevant).groupBy("userId") \
         .agg(F.collect_list(F.col("movieId").cast("double")).alias("label"))
@@ -103,9 +106,11 @@ def evaluate(predictions: DataFrame, recommended: DataFrame, test: DataFrame, re
         F.transform(F.array_sort(F.collect_list(F.struct("rank", "movieId"))), lambda r: r["movieId"].cast("double"))
         .alias("prediction"))
     joined = truth.join(lists, "userId", "left") \
-        .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>")))
+        .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>"))).cache()
     for name, metric in (("precision_at_k", "precisionAtK"), ("ndcg_at_k", "ndcgAtK")):
         metrics[name] = RankingEvaluator(predictionCol="prediction", labelCol="label", metricName=metric,
                                          k=k).evaluate(joined)
     metrics["coverage"] = scored.count() / max(1, test.count())  # share of test ratings the model could score
+    scored.unpersist()
+    joined.unpersist()
     return metrics

@@ -60,7 +60,9 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
 
         signature = infer_signature(test.select(*KEYS).limit(5).toPandas(),
                                     model.transform(test.limit(5)).select("prediction").toPandas())
-        info = mlflow.spark.log_model(model, artifact_path="model", signature=signature, registered_model_name=name)
+        # Requirements given, not inferred: inferring reloads the model in a new Python and Spark (~30 s).
+        info = mlflow.spark.log_model(model, artifact_path="model", signature=signature, registered_model_name=name,
+                                      pip_requirements=mlflow.spark.get_default_pip_requirements())
         version = int(info.registered_model_version)
         decision = _gate(client, name, version, model, test)
         mlflow.set_tags({f"gate.{key}": value for key, value in decision.items()})
@@ -95,13 +97,14 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
     (also what the benchmark runs on the public datasets)."""
     k, extra = cfg["ml.top_k"], cfg["ml.max_candidates"]
     began = time.monotonic()
-    search = als_search(cfg["ml.ranks"], cfg["ml.reg_params"], cfg["ml.max_iters"], cfg["ml.seed"]).fit(train)
+    search = als_search(cfg["ml.ranks"], cfg["ml.reg_params"], cfg["ml.max_iters"], cfg["ml.seed"],
+                        cfg["ml.blocks"]).fit(train)
     search_s = time.monotonic() - began
     grid = grid_results(search)
     best = min(grid, key=lambda g: g["validation_rmse"])
     began = time.monotonic()
     # The search refits its winner too; it is fitted again alone so the final fit is timed on its own.
-    model = Pipeline(stages=[als(cfg["ml.seed"], **_params(best))]).fit(train)
+    model = Pipeline(stages=[als(cfg["ml.seed"], cfg["ml.blocks"], **_params(best))]).fit(train)
     fit_s = time.monotonic() - began
     users = test.select("userId").distinct()
     als_scores = evaluate(model.transform(test), top_k_unseen(als_candidates(model, users, k + extra), train, k),
