@@ -96,6 +96,7 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
     """Search the grid on train, refit the winner, and judge it and the bias baseline on test
     (also what the benchmark runs on the public datasets)."""
     k, extra = cfg["ml.top_k"], cfg["ml.max_candidates"]
+    use_checkpoints(train.sparkSession, tables.join(tables.lake_root(cfg), "state", "checkpoints", "als"))
     began = time.monotonic()
     search = als_search(cfg["ml.ranks"], cfg["ml.reg_params"], cfg["ml.max_iters"], cfg["ml.seed"],
                         cfg["ml.blocks"]).fit(train)
@@ -113,6 +114,18 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
     base_scores = evaluate(bias.predict(test), top_k_unseen(bias_candidates(bias, users, k + extra), train, k),
                            test, cfg["ml.relevant_rating"], k)
     return Evaluation(model, grid, best, als_scores, base_scores, search_s, fit_s)
+
+
+def use_checkpoints(spark: SparkSession, folder: str) -> None:
+    """ALS cuts its lineage every checkpointInterval (10) iterations only when Spark has a checkpoint
+    folder; without one, 15 iterations on ml-latest-small overflow the stack serialising a task."""
+    try:
+        context = spark.sparkContext
+    except Exception:  # Spark Connect (Databricks serverless) has no SparkContext: its server manages lineage
+        log.warning("no SparkContext: ALS runs without a checkpoint folder")
+        return
+    if context.getCheckpointDir() is None:
+        context.setCheckpointDir(folder)
 
 
 def _gate(client, name: str, version: int, challenger, test: DataFrame) -> dict:
