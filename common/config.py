@@ -225,5 +225,5 @@ _CHECKS = {
     "ml.baseline_reg": _positive,
     "ml.relevant_rating": _positive,
     "ml.min_user_ratings": _positive,
-    "ml.max_candidates": _positive,
+    "ml.min_item_ratings": _positive,
 }

@@ -20,7 +20,7 @@ from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
 from jobs import serving
-from jobs.recommender import als_candidates, als_of, top_k_unseen
+from jobs.recommender import als_candidates, als_of, eligible_items, top_k_unseen
 
 SILVER = "silver.ratings"
 TARGET = "gold.recommendations"
@@ -45,7 +45,8 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     known = als_of(model).userFactors.select(F.col("id").alias("userId"))
     served = activity.where(F.col("n") >= cfg["ml.min_user_ratings"]).join(known, "userId", "left_semi").select("userId")
 
-    ranked = top_k_unseen(als_candidates(model, served, k + cfg["ml.max_candidates"]), ratings, k) \
+    items = eligible_items(ratings, cfg["ml.min_item_ratings"])
+    ranked = top_k_unseen(als_candidates(model, served, items), ratings, k) \
         .withColumn("source", F.lit("als")).cache()
     recommendations = _fill_with_fallback(spark, cfg, ranked, activity, ratings, k).withColumns({
         "model_name": F.lit(name), "model_version": F.lit(int(champion.version)),
