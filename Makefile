@@ -55,8 +55,8 @@ run: setup ## run the pipeline on the embedded default and show what it produced
 test: setup ## run the test suite
 	$(PY) -m pytest tests
 
-bench: setup ## run the benchmarks; writes bench/results.json and bench/RESULTS.md
-	$(PY) -m bench.run
+bench: setup ## run the benchmarks (BENCH_ARGS="--only batch --sizes 1000000"); writes bench/results.json and bench/RESULTS.md
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 package: setup ## build the wheel, the --py-files zip and the spark-submit entry file into dist/
 	rm -rf $(DIST) build

@@ -1,62 +1,85 @@
 """Section `batch`: the full-load of generated ratings through our job (schema-on-read, quarantine
-classification, reconciliation, bronze overwrite) against a floor: a bare
-`spark.read.csv(schema) → Delta` of the same file. Targets: ours ≥ 0.85 × the floor's rows/s;
-driver JVM peak RSS ≤ 4 GiB."""
+classification, reconciliation, bronze overwrite, ledger row) against a floor: a bare
+`spark.read.csv(schema) → Delta` of the same files. Targets (issue 2): ours ≥ 0.85 × the floor's
+rows/s; driver JVM peak RSS ≤ 4 GiB."""
 from __future__ import annotations
 
+import glob
 import os
-import time
+from datetime import datetime, timezone
 
-from bench.harness import DATA, WORK, Metric, gib, run_case
+from bench.case import timed
+from bench.harness import DATA, DRIVER_MEMORY, WORK, Metric, gib, run_case
 from common import raw_zone, tables
 from common.schemas import source_schemas
+from jobs.full_load import ingest_metadata
+from jobs.generator import GeneratorSpec
 from jobs.runner import run_job
 
-# ratings → (users, movies): sized so that users rate at most half the movies, with room to spare.
-SIZES = {1_000_000: (6_000, 20_000), 10_000_000: (60_000, 50_000)}
+# ratings → (users, movies): each user rates at most half the movies (the generator's cap), with room.
+SIZES = {100_000: (1_000, 5_000), 1_000_000: (6_000, 20_000), 10_000_000: (60_000, 50_000)}
+DEFAULT_SIZES = [1_000_000, 10_000_000]  # 100k is for trying the bench out
+TAGS, SEED = 10_000, 42
 RATIO_TARGET, RSS_TARGET_GIB = 0.85, 4.0
 
 
 def generator_conf(ratings: int) -> list[str]:
     users, movies = SIZES[ratings]
-    return ["source.kind=generator", f"generator.ratings={ratings}", f"generator.users={users}",
-            f"generator.movies={movies}", "generator.tags=10000", "stream.holdback_fraction=0.0"]
+    return ["source.kind=generator", f"generator.seed={SEED}", f"generator.ratings={ratings}",
+            f"generator.users={users}", f"generator.movies={movies}", f"generator.tags={TAGS}",
+            "stream.holdback_fraction=0.0"]
+
+
+def snapshot_id(ratings: int) -> str:
+    users, movies = SIZES[ratings]
+    return GeneratorSpec(SEED, ratings, users, movies, TAGS, "", "").snapshot_id
+
+
+def label(ratings: int) -> str:
+    return f"{ratings / 1e6:g}M" if ratings >= 1_000_000 else f"{ratings / 1e3:g}k"
 
 
 # --- cases (each runs in its own process, through bench.case) ---
 
 def landed(spark, cfg) -> dict:
-    """Extract into the shared raw zone once (generation is not what is measured)."""
-    began = time.monotonic()
-    run_job(spark, cfg, "extract")
-    return {"seconds": time.monotonic() - began}
+    """Extract into the cached raw zone, once (generating the data is not what is measured)."""
+    _, seconds, _ = timed(spark, lambda: run_job(spark, cfg, "extract"))
+    return {"seconds": seconds}
 
 
 def full_load(spark, cfg, raw_root: str) -> dict:
-    cfg = cfg.with_overrides({"ledger.enabled": False})
+    """Our job as `lakejobs run full_load` runs it (ledger row included)."""
     _link_raw(cfg, raw_root)
-    began = time.monotonic()
-    result = run_job(spark, cfg, "full_load")
+    result, seconds, cpu = timed(spark, lambda: run_job(spark, cfg, "full_load"))
     rows = sum(v for k, v in result.counts.items() if k.endswith(".input"))
-    return {"seconds": time.monotonic() - began, "rows": rows, "ratings": result.counts["ratings.input"]}
+    loaded = sum(v for k, v in result.counts.items() if k.endswith(".loaded"))
+    return {"seconds": seconds, "cpu_s": cpu, "rows": rows, "loaded": loaded}
 
 
-def floor(spark, cfg, raw_root: str) -> dict:
-    """Each file read with its declared schema and written to Delta: no checks, no metadata."""
+def floor(spark, cfg, raw_root: str, with_metadata: bool = False) -> dict:
+    """Each file read with its declared schema and written to Delta: no checks, no metadata (or, for
+    reference, with our three ingest metadata columns as literals)."""
     _link_raw(cfg, raw_root)
     snapshot = raw_zone.find(cfg)
-    began, rows = time.monotonic(), 0
-    for name, schema in source_schemas(cfg["raw.dataset"]).items():
-        ddl = ", ".join(f"`{c.name}` {c.type}" for c in schema.columns)
-        target = tables.location(cfg, f"bronze.{name}")
-        (spark.read.option("header", "true").option("mode", "PERMISSIVE").schema(ddl).csv(snapshot.file(schema.file))
-         .write.format("delta").mode("overwrite").save(target))
-        rows += int(tables.delta_table(spark, cfg, f"bronze.{name}").history(1).first()["operationMetrics"]["numOutputRows"])
-    return {"seconds": time.monotonic() - began, "rows": int(rows)}
+    ingested_at = datetime.now(timezone.utc)
+
+    def load_all() -> int:
+        rows = 0
+        for name, schema in source_schemas(cfg["raw.dataset"]).items():
+            ddl = ", ".join(f"`{c.name}` {c.type}" for c in schema.columns)
+            path = snapshot.file(schema.file)
+            df = spark.read.option("header", "true").schema(ddl).csv(path)
+            if with_metadata:
+                df = df.withColumns(ingest_metadata(f"file:{path}", snapshot.id, ingested_at))
+            rows += tables.overwrite(df, cfg, f"bronze.{name}").rows
+        return rows
+
+    rows, seconds, cpu = timed(spark, load_all)
+    return {"seconds": seconds, "cpu_s": cpu, "rows": rows}
 
 
 def _link_raw(cfg, raw_root: str) -> None:
-    """Point this case's lake at the landed raw zone (a symlink: the raw zone is immutable)."""
+    """Point this case's lake at the cached raw zone (a symlink: the raw zone is immutable)."""
     lake = tables.lake_root(cfg)
     os.makedirs(lake, exist_ok=True)
     os.symlink(raw_root, os.path.join(lake, "landing"))
@@ -64,31 +87,77 @@ def _link_raw(cfg, raw_root: str) -> None:
 
 # --- the section ---
 
-def run(sizes: list[int]) -> list[Metric]:
-    metrics = []
+def prepare(ratings: int) -> str:
+    """The raw zone holding the generated snapshot, landed once into bench/.data and reused."""
+    lake = os.path.join(DATA, f"batch-{label(ratings)}")
+    marker = os.path.join(lake, "landing", "movielens", snapshot_id(ratings), "_SUCCESS.json")
+    if not os.path.exists(marker):
+        print(f"  {label(ratings)}: generating and landing the data once, into {lake}", flush=True)
+        run_case("bench.batch:landed", lake, generator_conf(ratings) + ["ledger.enabled=false"])
+    stray = [p for p in glob.glob(os.path.join(lake, "landing", "movielens", "*")) if not p.endswith(snapshot_id(ratings))]
+    if stray:
+        raise RuntimeError(f"{lake} holds other snapshots too ({', '.join(stray)}): remove that folder")
+    return os.path.join(lake, "landing")
+
+
+def _triple(a: dict, b: dict, c: dict, key: str) -> str:
+    return " / ".join(f"{x[key]:.1f}" for x in (a, b, c))
+
+
+def run(sizes: list[int]) -> tuple[list[Metric], list[str]]:
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        raise ValueError(f"no generator shape for {unknown} ratings; sizes: {', '.join(map(str, SIZES))}")
+    metrics, heaps = [], []
     for ratings in sizes:
-        label = f"{ratings // 1_000_000}M" if ratings >= 1_000_000 else f"{ratings // 1000}k"
-        data_lake = os.path.join(DATA, f"batch-{label}")
+        tag = label(ratings)
+        raw_root = prepare(ratings)
         conf = generator_conf(ratings)
-        if not os.path.exists(os.path.join(data_lake, "landing")):
-            print(f"  generating and landing {label} ratings (once, kept in {data_lake})", flush=True)
-            run_case("bench.batch:landed", data_lake, conf)
-        raw_root = os.path.join(data_lake, "landing")
-        print(f"  full-load of {label} ratings: ours, then the floor", flush=True)
-        ours = run_case("bench.batch:full_load", os.path.join(WORK, "ours"), conf, raw_root=raw_root)
-        bare = run_case("bench.batch:floor", os.path.join(WORK, "floor"), conf, raw_root=raw_root)
+        print(f"  {tag}: our full_load, then the floor (csv → delta), each in a fresh JVM", flush=True)
+        ours = run_case("bench.batch:full_load", os.path.join(WORK, "batch-ours"), conf, raw_root=raw_root)
+        bare = run_case("bench.batch:floor", os.path.join(WORK, "batch-floor"), conf, raw_root=raw_root)
+        tagged = run_case("bench.batch:floor", os.path.join(WORK, "batch-floor-meta"), conf, raw_root=raw_root,
+                          with_metadata=True)
+        if not ours["loaded"] == bare["rows"] == tagged["rows"]:
+            raise RuntimeError(f"{tag}: our job loaded {ours['loaded']} rows, the floor {bare['rows']}")
         ours_rate, floor_rate = ours["rows"] / ours["seconds"], bare["rows"] / bare["seconds"]
-        ratio = ours_rate / floor_rate
+        tagged_rate = tagged["rows"] / tagged["seconds"]
+        ratio, rss = ours_rate / floor_rate, gib(ours["jvm_peak_rss_bytes"])
+        print(f"  {tag}: ours {ours_rate:,.0f} rows/s, floor {floor_rate:,.0f} rows/s, ratio {ratio:.3f} "
+              f"(floor + metadata {tagged_rate:,.0f} rows/s); peak RSS {rss:.2f} GiB", flush=True)
         metrics += [
-            Metric("batch", f"full_load {label}: input rows (4 files)", ours["rows"], "rows"),
-            Metric("batch", f"full_load {label}: seconds (ours)", round(ours["seconds"], 1), "s"),
-            Metric("batch", f"full_load {label}: rows/s (ours)", round(ours_rate), "rows/s"),
-            Metric("batch", f"full_load {label}: rows/s (floor: csv → delta)", round(floor_rate), "rows/s"),
-            Metric("batch", f"full_load {label}: ours / floor", round(ratio, 3), "ratio",
-                   f">= {RATIO_TARGET}", ratio >= RATIO_TARGET),
-            Metric("batch", f"full_load {label}: driver JVM peak RSS (ours)", round(gib(ours["jvm_peak_rss_bytes"]), 2),
-                   "GiB", f"<= {RSS_TARGET_GIB}", gib(ours["jvm_peak_rss_bytes"]) <= RSS_TARGET_GIB),
-            Metric("batch", f"full_load {label}: driver JVM peak RSS (floor)", round(gib(bare["jvm_peak_rss_bytes"]), 2),
-                   "GiB"),
+            Metric("batch", f"{tag}: input rows (4 files)", ours["rows"], "rows"),
+            Metric("batch", f"{tag}: rows/s, ours (full_load)", round(ours_rate), "rows/s"),
+            Metric("batch", f"{tag}: rows/s, floor (csv → delta)", round(floor_rate), "rows/s"),
+            Metric("batch", f"{tag}: ours / floor", round(ratio, 3), "ratio", f">= {RATIO_TARGET}",
+                   ratio >= RATIO_TARGET),
+            Metric("batch", f"{tag}: rows/s, floor + our 3 ingest metadata columns (reference)", round(tagged_rate),
+                   "rows/s"),
+            Metric("batch", f"{tag}: ours / (floor + metadata)", round(ours_rate / tagged_rate, 3), "ratio"),
+            Metric("batch", f"{tag}: driver JVM peak RSS, ours", round(rss, 2), "GiB", f"<= {RSS_TARGET_GIB}",
+                   rss <= RSS_TARGET_GIB),
+            Metric("batch", f"{tag}: driver JVM peak RSS, floor", round(gib(bare["jvm_peak_rss_bytes"]), 2), "GiB"),
+            Metric("batch", f"{tag}: wall time, ours / floor / floor + metadata", _triple(ours, bare, tagged, "seconds"),
+                   "s"),
+            Metric("batch", f"{tag}: driver JVM CPU time, ours / floor / floor + metadata",
+                   _triple(ours, bare, tagged, "cpu_s"), "s"),
+            Metric("batch", f"{tag}: cores other processes kept busy, ours / floor / floor + metadata",
+                   _triple(ours, bare, tagged, "other_cores"), "cores"),
         ]
-    return metrics
+        heaps.append(gib(ours["jvm_max_heap_bytes"]))
+    shapes = "; ".join(f"{label(r)}: {SIZES[r][0]:,} users × {SIZES[r][1]:,} movies" for r in sizes)
+    notes = [f"Local mode (`local[*]`, {os.cpu_count()} cores), spark.driver.memory={DRIVER_MEMORY} (the JVM "
+             f"reported a {max(heaps):.2f} GiB heap limit); each case runs in a fresh Python + JVM, so peaks never "
+             "mix. Peak RSS: VmHWM of the driver JVM, from /proc. Times cover the job only, not the JVM start; ours "
+             "is the job as `lakejobs run full_load` runs it: sensor, header check, bronze and quarantine "
+             "overwrites per file, reconciliation with the landing manifest, ledger row.",
+             f"Generated data (seed {SEED}, {TAGS:,} tags; {shapes}) is landed once into bench/.data and reused.",
+             "The issue sets the targets at 10M; at 1M the fixed cost of each Delta commit weighs more (ours "
+             "makes 9 commits, the floor 4). `floor + metadata` is a reference, not a target: the bare load "
+             "writing our three ingest columns too, to separate what the bronze contract costs (three more "
+             "columns to encode and keep statistics on) from what classifying every line costs.",
+             "Our job classifies every line in one pass (text → from_csv → typed columns → the quarantine "
+             "checks, with the malformed lines counted by an observation as they stream past) and reads a "
+             "file a second time only when it has malformed lines; the generated data has none, so this "
+             "measures that one-pass path."]
+    return metrics, notes

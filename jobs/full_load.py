@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from common import raw_zone, tables
@@ -17,7 +16,7 @@ from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
 from common.schemas import SourceSchema, source_schemas
-from jobs.parsing import LINE, bad_rows, classify, good_rows, slim
+from jobs.parsing import LINE, REASON, bad_rows, classify, good_rows
 
 METADATA = ["_source_file", "_snapshot_id", "_ingested_at"]
 
@@ -28,16 +27,19 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     result = RunResult(notes=[f"loaded snapshot {snapshot.id}"])
     for name, schema in source_schemas(cfg["raw.dataset"]).items():
         lines, source_file = read_lines(spark, snapshot.file(schema.file), schema)
-        # Both writes read the classified lines: keep them (spilling to disk) so the file is
-        # parsed and checked once, not twice. The ingest metadata is constant per file, so it is
-        # added after the cache, as literals, instead of being cached on every row.
-        classified = slim(classify(lines, schema), schema).persist(StorageLevel.MEMORY_AND_DISK_DESER)
-        tagged = classified.withColumns(ingest_metadata(source_file, snapshot.id, ingested_at))
-        try:
-            loaded = tables.overwrite(good_rows(tagged, schema, METADATA), cfg, f"bronze.{name}")
-            quarantined = tables.overwrite(bad_rows(tagged, name, METADATA), cfg, f"quarantine.{name}")
-        finally:
-            classified.unpersist()
+        metadata = ingest_metadata(source_file, snapshot.id, ingested_at)
+        # One pass parses and checks the file, writes its good lines and counts the malformed ones. Only a
+        # file with malformed lines is read a second time, for them: clean files cost one pass, and no
+        # cache holds a whole file in memory.
+        loaded, malformed = _load_good(lines, schema, metadata, cfg, name)
+        if malformed:  # counted again only for the fence the observation makes (see `counted`)
+            bad = bad_rows(counted(lines, schema, Observation()).withColumns(metadata), name, METADATA)
+        else:
+            bad = bad_rows(classify(lines, schema).withColumns(metadata), name, METADATA).where(F.lit(False))
+        quarantined = tables.overwrite(bad, cfg, f"quarantine.{name}")
+        if quarantined.rows != malformed:
+            raise RuntimeError(f"{schema.file}: {malformed} malformed lines counted while loading, "
+                               f"{quarantined.rows} quarantined")
         expected = snapshot.data_rows(schema.file)
         extra_headers = expected - loaded.rows - quarantined.rows
         if extra_headers < 0:
@@ -49,6 +51,26 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         if extra_headers:  # lines equal to the header, e.g. from concatenated files: not data
             result.counts[f"{name}.repeated_headers"] = extra_headers
     return result
+
+
+def _load_good(lines: DataFrame, schema: SourceSchema, metadata: dict[str, F.Column], cfg: Config,
+               name: str) -> tuple[tables.TableVersion, int]:
+    """Overwrite bronze.<name> with the good lines; the table version and the malformed lines seen."""
+    seen = Observation()
+    loaded = tables.overwrite(good_rows(counted(lines, schema, seen).withColumns(metadata), schema, METADATA),
+                              cfg, f"bronze.{name}")
+    return loaded, int(seen.get["malformed"])
+
+
+def counted(lines: DataFrame, schema: SourceSchema, observation: Observation) -> DataFrame:
+    """The classified lines, counted (`lines`, `malformed`) into `observation` as they stream past.
+
+    The observation is also a fence: Spark never pushes a filter below it, and a filter on `_reason`
+    pushed below the classification would inline from_csv into every check, parsing each line once
+    per check instead of once.
+    """
+    return classify(lines, schema).observe(
+        observation, F.count(F.lit(1)).alias("lines"), F.count_if(F.col(REASON).isNotNull()).alias("malformed"))
 
 
 def read_lines(spark: SparkSession, path: str, schema: SourceSchema) -> tuple[DataFrame, str]:

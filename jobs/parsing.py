@@ -22,12 +22,18 @@ _COMMA_OUTSIDE_QUOTES = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 def field_count(line: SparkColumn) -> SparkColumn:
     """Number of fields in a CSV line; commas inside quotes do not split."""
-    commas = F.length(line) - F.length(F.replace(line, F.lit(","), F.lit("")))
-    return F.when(F.instr(line, '"') == 0, commas + 1).otherwise(F.size(F.split(line, _COMMA_OUTSIDE_QUOTES)))
+    return F.when(F.instr(line, '"') == 0, _count_byte(line, ",") + 1).otherwise(
+        F.size(F.split(line, _COMMA_OUTSIDE_QUOTES)))
 
 
 def quote_count(line: SparkColumn) -> SparkColumn:
-    return F.length(line) - F.length(F.replace(line, F.lit('"'), F.lit("")))
+    return F.when(F.instr(line, '"') == 0, F.lit(0)).otherwise(_count_byte(line, '"'))
+
+
+def _count_byte(line: SparkColumn, char: str) -> SparkColumn:
+    # An ASCII character is one byte. octet_length reads the stored size, where length would decode
+    # the line to count its characters: this runs on every line loaded.
+    return F.octet_length(line) - F.octet_length(F.replace(line, F.lit(char), F.lit("")))
 
 
 def with_fields(lines: DataFrame, schema: SourceSchema) -> DataFrame:
@@ -103,13 +109,6 @@ def classify_json(lines: DataFrame, schema: SourceSchema) -> DataFrame:
 def classify(lines: DataFrame, schema: SourceSchema) -> DataFrame:
     """Raw lines (column `value`, header already removed) → typed columns + `_reason`."""
     return with_reason(with_fields(lines, schema), schema)
-
-
-def slim(classified: DataFrame, schema: SourceSchema) -> DataFrame:
-    """Only what good_rows and bad_rows need: the raw line is kept for bad rows alone, so that
-    caching the classified lines costs little more than the typed columns."""
-    return classified.select(*[c.name for c in schema.columns], REASON,
-                             F.when(F.col(REASON).isNotNull(), F.col(LINE)).alias(LINE))
 
 
 def good_rows(classified: DataFrame, schema: SourceSchema, metadata: list[str]) -> DataFrame:
