@@ -22,6 +22,7 @@ from common.config import Config
 _APP_ID = "spark.databricks.delta.write.txnAppId"
 _VERSION = "spark.databricks.delta.write.txnVersion"
 _METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+RECENT_COMMITS = 8  # the write just made, and whatever a concurrent batch job committed after it
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,17 @@ def append_once(df: DataFrame, cfg: Config, name: str, txn: Txn) -> None:
 
 
 def committed_version(spark: SparkSession, cfg: Config, name: str, txn: Txn) -> int | None:
-    """The table version txn's write produced (found by its tag), or None if it wrote nothing there."""
-    hit = (tables.delta_table(spark, cfg, name).history()
-           .where(F.col("userMetadata") == txn.tag).select(F.max("version")).first()[0])
-    return None if hit is None else int(hit)
+    """The table version txn's write produced (found by its tag), or None if it wrote nothing there.
+
+    Usually the write just happened: the newest few commits are read first, the whole history
+    (a JSON file per version, growing with every micro-batch) only when the tag is not among them.
+    """
+    table = tables.delta_table(spark, cfg, name)
+    for history in (table.history(RECENT_COMMITS), table.history()):
+        hit = history.where(F.col("userMetadata") == txn.tag).select(F.max("version")).first()[0]
+        if hit is not None:
+            return int(hit)
+    return None
 
 
 def covers_tag(app_id: str, version: int) -> str:

@@ -85,8 +85,9 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                 F.lit(f"late event: older than the watermark (allowed lateness {cfg['stream.allowed_lateness_s']:g}s)"))))
         classified = classified.persist()
         try:
-            bad = bad_rows(classified, "rating_events", ["_source_file", "_batch_id", "_ingested_at"])
-            idempotent.append_once(bad, cfg, QUARANTINE, txn)
+            total, bad_count = _counts(classified)
+            # The critical path first: the event log (what a batch recompute reads), then the MERGE
+            # that makes the events visible in silver. The rest of the batch only delays the next one.
             good = classified.where(F.col(REASON).isNull()).select(
                 *[c.name for c in schema.columns], "event_time", "_source_file", "_batch_id", "_ingested_at")
             idempotent.append_once(good, cfg, EVENTS, txn)
@@ -95,17 +96,26 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                 tables.with_retry(lambda: tables.delta_table(spark, cfg, SILVER).alias("t")
                                   .merge(latest.alias("s"), "t.userId = s.userId AND t.movieId = s.movieId")
                                   .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+            if bad_count:  # a replay classifies the same lines the same way, so it skips the same commit
+                bad = bad_rows(classified, "rating_events", ["_source_file", "_batch_id", "_ingested_at"])
+                idempotent.append_once(bad, cfg, QUARANTINE, txn)
             version = idempotent.committed_version(spark, cfg, SILVER, txn)
             if version is not None:
                 changes = tables.changes(spark, cfg, SILVER, version, version)
                 idempotent.append_once(realtime_deltas(changes, version), cfg, REALTIME, txn)
             counts.batches += 1
-            counts.events += classified.count()
-            counts.quarantined += bad.count()
+            counts.events += total
+            counts.quarantined += bad_count
         finally:
             classified.unpersist()
 
     return handle
+
+
+def _counts(classified: DataFrame) -> tuple[int, int]:
+    """(events, malformed events) of a micro-batch, in one pass over the cached batch."""
+    row = classified.agg(F.count(F.lit(1)), F.count(REASON)).first()
+    return int(row[0]), int(row[1])
 
 
 def _watermark(spark: SparkSession, cfg: Config) -> datetime | None:
