@@ -96,7 +96,9 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                 tables.with_retry(lambda: tables.delta_table(spark, cfg, SILVER).alias("t")
                                   .merge(latest.alias("s"), "t.userId = s.userId AND t.movieId = s.movieId")
                                   .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
-            if bad_count:  # a replay classifies the same lines the same way, so it skips the same commit
+            # An empty batch commits nothing here (a replay classifies its lines the same way); the
+            # first one creates the table, so that it can be queried before any event is malformed.
+            if bad_count or batch_id == 0:
                 bad = bad_rows(classified, "rating_events", ["_source_file", "_batch_id", "_ingested_at"])
                 idempotent.append_once(bad, cfg, QUARANTINE, txn)
             version = idempotent.committed_version(spark, cfg, SILVER, txn)

@@ -10,6 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from common import idempotent, tables
+from common.config import load_config
 from common.errors import SourceError
 from jobs import serving
 from jobs.runner import run_job
@@ -37,19 +38,28 @@ def ev(user, movie, rating, ts) -> str:
     return json.dumps({"userId": user, "movieId": movie, "rating": rating, "timestamp": ts})
 
 
-@pytest.fixture
-def tiny(spark, cfg, tmp_path):
-    """A batch layer over three known ratings, so each case can state its expected table."""
-    folder = tmp_path / "tiny"
+@pytest.fixture(scope="module")
+def tiny_lake(spark, tmp_path_factory):
+    """A batch layer over three known ratings, built once per module: (lake folder, source folder)."""
+    root = tmp_path_factory.mktemp("tiny")
+    folder = root / "source"
     folder.mkdir()
     (folder / "ratings.csv").write_text(f"userId,movieId,rating,timestamp\n1,10,3.0,{T0}\n1,11,4.0,{T0}\n2,10,2.0,{T0}\n")
     (folder / "movies.csv").write_text("movieId,title,genres\n10,Ten (2000),Drama\n11,Eleven (2001),Comedy\n"
                                        "12,Twelve (2002),Drama\n")
     (folder / "tags.csv").write_text("userId,movieId,tag,timestamp\n")
     (folder / "links.csv").write_text("movieId,imdbId,tmdbId\n10,0000010,10\n11,0000011,11\n12,0000012,12\n")
-    cfg = cfg.with_overrides({"source.kind": "folder", "source.folder": str(folder)})
-    batch_layer(spark, cfg)
-    return cfg
+    lake = root / "lake"
+    batch_layer(spark, load_config("test", [f"lake.root={lake}", "source.kind=folder", f"source.folder={folder}"]))
+    return lake, folder
+
+
+@pytest.fixture
+def tiny(cfg, tiny_lake):
+    """A copy of that batch layer for one case, so each case can state its expected table."""
+    lake, folder = tiny_lake
+    shutil.copytree(lake, cfg["lake.root"], symlinks=True)
+    return cfg.with_overrides({"source.kind": "folder", "source.folder": str(folder)})
 
 
 silver_rows = silver_ratings
