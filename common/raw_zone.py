@@ -2,26 +2,29 @@
 
     <lake>/landing/<dataset>/<snapshot_id>/ratings.csv ... _SUCCESS.json
 
-A snapshot is staged in a hidden folder, renamed into place, then marked complete; readers (and
-the sensor) trust only marked snapshots, so a half-landed one is never loaded.
+The lake root is a local folder or an S3 location (s3a://bucket/prefix). A snapshot is staged in a
+local folder, then published (renamed into place, or uploaded with checksums) and only then marked
+complete; readers (and the sensor) trust only marked snapshots, so a half-landed one is never loaded.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from common import tables
+from common import lake_files, tables
 from common.config import Config
 from common.errors import ConfigError, SensorTimeout, SourceError
 
 MARKER = "_SUCCESS.json"
+MAX_POLL_S = 30.0  # the sensor's backoff doubles its pause up to this
+log = logging.getLogger("lakejobs.raw_zone")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Snapshot:
     manifest: dict
 
     def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
+        return lake_files.join(self.path, name)
 
     def data_rows(self, name: str) -> int:
         """Data lines of a landed file (header excluded), counted at landing, independently of Spark."""
@@ -40,9 +43,9 @@ class Snapshot:
 
 def dataset_dir(cfg: Config) -> str:
     root = tables.lake_root(cfg)
-    if "://" in root or root.startswith("dbfs:"):
-        raise ConfigError(f"lake.root '{root}': the raw zone needs a local folder here (S3 landing is issue #6)")
-    return os.path.join(root, "landing", cfg["raw.dataset"])
+    if "://" in root and not lake_files.is_remote(root) or root.startswith("dbfs:"):
+        raise ConfigError(f"lake.root '{root}': the raw zone lives in a local folder or under s3a://bucket/prefix")
+    return lake_files.join(root, "landing", cfg["raw.dataset"])
 
 
 def land(cfg: Config, snapshot_id: str, fill: Callable[[str], None], files: list[str], source: str) -> tuple[Snapshot, bool]:
@@ -54,61 +57,65 @@ def land(cfg: Config, snapshot_id: str, fill: Callable[[str], None], files: list
     if existing is not None:
         return existing, False
     base = dataset_dir(cfg)
-    final = os.path.join(base, snapshot_id)
-    if os.path.exists(final):  # an earlier attempt died between rename and marker: redo it
-        shutil.rmtree(final)
-    staging = os.path.join(base, f".staging-{snapshot_id}-{uuid.uuid4().hex[:8]}")
-    os.makedirs(staging)
+    final = lake_files.join(base, snapshot_id)
+    staging = lake_files.staging_folder(base, snapshot_id)
     try:
         fill(staging)
         missing = [f for f in files if not os.path.isfile(os.path.join(staging, f))]
         if missing:
             raise SourceError(f"source {source} has no {', '.join(missing)}")
+        described = {f: _describe(os.path.join(staging, f)) for f in files}
         manifest = {
             "snapshot_id": snapshot_id,
             "source": source,
             "landed_at": datetime.now(timezone.utc).isoformat(),
-            "files": {f: _describe(os.path.join(staging, f)) for f in files},
+            "files": described,
         }
-        os.rename(staging, final)
+        written = lake_files.publish(cfg, staging, final, {f: d["sha256"] for f, d in described.items()})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _write_atomically(os.path.join(final, MARKER), json.dumps(manifest, indent=2))
+    if len(written) < len(files):
+        log.info("snapshot %s: %d of %d files were already at %s with the same sha256, not sent again",
+                 snapshot_id, len(files) - len(written), len(files), final)
+    lake_files.write_bytes(cfg, lake_files.join(final, MARKER), json.dumps(manifest, indent=2).encode("utf-8"))
     return Snapshot(snapshot_id, final, manifest), True
 
 
 def find(cfg: Config, snapshot_id: str = "latest") -> Snapshot | None:
     """A completed snapshot by id, or the most recently landed one for 'latest'; None if there is none."""
     base = dataset_dir(cfg)
-    if not os.path.isdir(base):
-        return None
     if snapshot_id != "latest":
-        return _read(os.path.join(base, snapshot_id))
-    done = [s for s in (_read(os.path.join(base, d)) for d in os.listdir(base) if not d.startswith(".")) if s]
+        return _read(cfg, lake_files.join(base, snapshot_id))
+    done = [s for s in (_read(cfg, lake_files.join(base, d)) for d in lake_files.folders(cfg, base)
+                        if not d.startswith(".")) if s]
     return max(done, key=lambda s: s.manifest["landed_at"], default=None)
 
 
 def wait_for(cfg: Config, snapshot_id: str, timeout_s: float, poll_s: float) -> Snapshot:
-    """The sensor: poll until the snapshot's marker exists, or fail after timeout_s with what was awaited."""
-    deadline = time.monotonic() + timeout_s
+    """The sensor: poll until the snapshot's marker exists, pausing poll_s, then twice as long each
+    time (up to MAX_POLL_S); after timeout_s fail naming the marker it waited for."""
+    deadline, pause = time.monotonic() + timeout_s, poll_s
     while True:
         snapshot = find(cfg, snapshot_id)
         if snapshot is not None:
             return snapshot
-        if time.monotonic() >= deadline:
-            which = "no snapshot is" if snapshot_id == "latest" else f"snapshot '{snapshot_id}' is not"
-            raise SensorTimeout(
-                f"sensor gave up after {timeout_s:g}s: {which} complete in {dataset_dir(cfg)} "
-                f"(no {MARKER} marker); run the extract job first, or raise sensor.timeout_s")
-        time.sleep(poll_s)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            base = dataset_dir(cfg)
+            which = (f"no snapshot is complete in {base} (no {lake_files.join(base, '<snapshot>', MARKER)} marker)"
+                     if snapshot_id == "latest" else
+                     f"snapshot '{snapshot_id}' is not complete (no marker {lake_files.join(base, snapshot_id, MARKER)})")
+            raise SensorTimeout(f"sensor gave up after {timeout_s:g}s: {which}; run the extract job first, "
+                                "or raise sensor.timeout_s")
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, max(MAX_POLL_S, poll_s))
 
 
-def _read(path: str) -> Snapshot | None:
-    marker = os.path.join(path, MARKER)
-    if not os.path.isfile(marker):
+def _read(cfg: Config, path: str) -> Snapshot | None:
+    text = lake_files.read_text(cfg, lake_files.join(path, MARKER))
+    if text is None:
         return None
-    with open(marker, encoding="utf-8") as f:
-        manifest = json.load(f)
+    manifest = json.loads(text)
     return Snapshot(manifest["snapshot_id"], path, manifest)
 
 
@@ -124,10 +131,3 @@ def _describe(path: str) -> dict:
     if last != b"\n":
         lines += 1  # a last line without a newline still counts
     return {"sha256": digest.hexdigest(), "bytes": size, "lines": lines}
-
-
-def _write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -12,6 +12,7 @@ from typing import Callable, TypeVar
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
+from common import lake_files
 from common.config import Config
 from common.errors import ConfigError
 
@@ -43,11 +44,10 @@ def location(cfg: Config, name: str) -> str:
 def known_tables(cfg: Config) -> list[str]:
     """Every Delta table under the lake root (<layer>/<table> folders holding a _delta_log)."""
     root = lake_root(cfg)
-    if cfg["lake.catalog"] or "://" in root:
+    if cfg["lake.catalog"] or ("://" in root and not lake_files.is_remote(root)):
         return []
-    return [f"{layer}.{t}" for layer in LAYERS if os.path.isdir(os.path.join(root, layer))
-            for t in sorted(os.listdir(os.path.join(root, layer)))
-            if os.path.isdir(os.path.join(root, layer, t, "_delta_log"))]
+    return [f"{layer}.{t}" for layer in LAYERS for t in lake_files.folders(cfg, lake_files.join(root, layer))
+            if lake_files.exists(cfg, lake_files.join(root, layer, t, "_delta_log"))]
 
 
 def lake_root(cfg: Config) -> str:

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from common import raw_zone, tables
+from common import lake_files, raw_zone, tables
 from common.config import Config
 from common.ledger import RunResult
 from jobs.events import Faults, replay_lines
@@ -24,11 +24,11 @@ from jobs.extract import HOLDBACK_FILE
 
 
 def events_dir(cfg: Config) -> str:
-    return os.path.join(tables.lake_root(cfg), "landing", "events", "ratings")
+    return lake_files.join(tables.lake_root(cfg), "landing", "events", "ratings")
 
 
 def _state_file(cfg: Config, snapshot_id: str) -> str:
-    return os.path.join(tables.lake_root(cfg), "state", "simulator", f"{snapshot_id}.json")
+    return lake_files.join(tables.lake_root(cfg), "state", "simulator", f"{snapshot_id}.json")
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
@@ -38,15 +38,17 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             f"nothing to replay: snapshot {snapshot.id} holds no {HOLDBACK_FILE} "
             "(land one with stream.holdback_fraction > 0, e.g. --conf stream.holdback_fraction=0.1)"])
     faults = Faults(**{k: cfg[f"simulator.{k}"] for k in Faults.__dataclass_fields__})
-    lines = replay_lines(pd.read_csv(snapshot.file(HOLDBACK_FILE)), faults, cfg["simulator.seed"])
+    with lake_files.open_binary(cfg, snapshot.file(HOLDBACK_FILE)) as held_back:
+        lines = replay_lines(pd.read_csv(held_back), faults, cfg["simulator.seed"])
     state_path = _state_file(cfg, snapshot.id)
-    sent = json.load(open(state_path))["sent"] if os.path.exists(state_path) else 0
+    state = lake_files.read_text(cfg, state_path)
+    sent = json.loads(state)["sent"] if state is not None else 0
     end = len(lines) if cfg["simulator.max_events"] <= 0 else min(len(lines), sent + cfg["simulator.max_events"])
     kafka = cfg["stream.source"] == "kafka"
     sink = KafkaSink(spark, cfg["stream.kafka_bootstrap"], cfg["stream.kafka_topic"]) if kafka \
-        else FileSink(events_dir(cfg))
+        else FileSink(cfg, events_dir(cfg))
     chunks = send(lines, sent, end, sink, cfg["simulator.events_per_file"], cfg["simulator.rate"],
-                  on_chunk=lambda upto: _save_state(state_path, upto))
+                  on_chunk=lambda upto: _save_state(cfg, state_path, upto))
     return RunResult(counts={"events.sent": end - sent, "events.total": len(lines), "chunks": chunks},
                      notes=[f"sent events {sent}..{end} of {len(lines)} in {chunks} chunks to {sink}"])
 
@@ -54,16 +56,14 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
 class FileSink:
     """One JSON-lines file per chunk, named by its first offset (a resend rewrites the same file)."""
 
-    def __init__(self, folder: str):
-        self.folder = folder
-        os.makedirs(folder, exist_ok=True)
+    def __init__(self, cfg: Config, folder: str):
+        self.cfg, self.folder = cfg, folder
+        lake_files.make_folder(cfg, folder)
 
     def __call__(self, offset: int, lines: list[str]) -> None:
-        name = os.path.join(self.folder, f"events-{offset:010d}.json")
-        tmp = os.path.join(self.folder, f".events-{offset:010d}.json.tmp")  # the file source skips dot files
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, name)
+        # Written whole (a dot-file renamed, or one S3 PUT): the stream never reads half a file.
+        name = lake_files.join(self.folder, f"events-{offset:010d}.json")
+        lake_files.write_bytes(self.cfg, name, ("\n".join(lines) + "\n").encode("utf-8"))
 
     def __str__(self) -> str:
         return self.folder
@@ -96,9 +96,7 @@ def send(lines: list[str], start: int, end: int, sink, per_chunk: int, rate: flo
     return chunks
 
 
-def _save_state(path: str, sent: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"sent": sent}, f)
-    os.replace(tmp, path)
+def _save_state(cfg: Config, path: str, sent: int) -> None:
+    if not lake_files.is_remote(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    lake_files.write_bytes(cfg, path, json.dumps({"sent": sent}).encode("utf-8"))

@@ -9,7 +9,6 @@ batch layer recomputes from); the latest event per (userId, movieId) → MERGE i
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -18,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from common import idempotent, tables
+from common import idempotent, lake_files, tables
 from common.config import Config
 from common.errors import SourceError
 from common.idempotent import Txn
@@ -50,7 +49,7 @@ def read_events(spark: SparkSession, cfg: Config) -> DataFrame:
                 .load().select(F.col("value").cast("string").alias(LINE),
                                F.concat_ws(":", "topic", "partition", "offset").alias("_source_file")))
     folder = events_dir(cfg)
-    os.makedirs(folder, exist_ok=True)
+    lake_files.make_folder(cfg, folder)
     return (spark.readStream.format("text").option("maxFilesPerTrigger", cfg["stream.max_files_per_trigger"])
             .load(folder).select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias("_source_file")))
 
@@ -148,7 +147,8 @@ class _ProgressLog(StreamingQueryListener):
 def _refuse_a_lost_checkpoint(spark: SparkSession, cfg: Config) -> None:
     """A new checkpoint numbers its batches from 0 again, and Delta would skip every write whose
     (app id, batch id) it has already seen: the new events would be silently dropped."""
-    started = os.path.isdir(os.path.join(checkpoint(cfg), "commits")) if "://" not in checkpoint(cfg) else True
+    commits = lake_files.join(checkpoint(cfg), "commits")
+    started = lake_files.exists(cfg, commits) if lake_files.is_remote(commits) or "://" not in commits else True
     merged = idempotent.applied_upto(spark, cfg, SILVER, cfg["stream.query_name"])
     if not started and merged is not None:
         raise SourceError(
