@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable, Mapping
@@ -56,6 +57,18 @@ class Config:
 
     def flat(self) -> dict[str, Any]:
         return dict(_flatten(self.data))
+
+
+# A key that names a secret: its value is never recorded (ledger, MLflow), whoever put it in the config.
+SECRET_KEY = re.compile(r"secret|password|passwd|token|credential(?!s?[._]provider)|access[._]?key|session[._]?key",
+                        re.IGNORECASE)
+REDACTED = "*** redacted ***"
+
+
+def redact(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of (flat) parameters with the value of every secret-looking key replaced, in nested maps too."""
+    return {k: redact(v) if isinstance(v, Mapping) else REDACTED if SECRET_KEY.search(k) and v not in (None, "") else v
+            for k, v in params.items()}
 
 
 def load_config(
@@ -210,7 +223,10 @@ _CHECKS = {
     "sensor.timeout_s": _positive,
     "sensor.poll_s": _positive,
     "gold.bayes_min_votes": _positive,
-    "lake.root": lambda v: None if v else "must not be empty",
+    "lake.root": lambda v: ("must not be empty" if not v else
+                            "must use the s3a:// scheme (Spark's S3 connector)" if str(v).startswith("s3://") else None),
+    "s3.multipart_threshold_mb": _positive,
+    "s3.multipart_chunk_mb": lambda v: None if _is_number(v) and v >= 5 else "must be at least 5 (S3's smallest part)",
     "stream.source": _one_of("files", "kafka"),
     "stream.trigger": _one_of("available_now", "processing_time"),
     "stream.late_policy": _one_of("accept", "quarantine"),

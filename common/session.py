@@ -63,7 +63,23 @@ def session_settings(cfg: Config) -> dict[str, str]:
     jars = jar_paths(cfg)
     if jars:
         settings["spark.jars"] = ",".join(jars)
+    settings.update({f"spark.hadoop.{k}": v for k, v in s3a_settings(cfg).items()})
     settings.update({k: str(v) for k, v in cfg["spark.conf"].items()})
+    return settings
+
+
+def s3a_settings(cfg: Config) -> dict[str, str]:
+    """hadoop-aws settings for an s3a:// lake (none otherwise). No credentials: hadoop-aws asks the
+    AWS chain of s3.credentials_provider, as boto3 does."""
+    if not str(cfg["lake.root"]).startswith("s3a://"):
+        return {}
+    settings = {"fs.s3a.aws.credentials.provider": cfg["s3.credentials_provider"],
+                "fs.s3a.endpoint.region": cfg["s3.region"],
+                "fs.s3a.path.style.access": str(bool(cfg["s3.path_style_access"])).lower()}
+    endpoint = cfg["s3.endpoint"]
+    if endpoint:
+        settings["fs.s3a.endpoint"] = endpoint
+        settings["fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
     return settings
 
 
@@ -78,6 +94,9 @@ def get_session(cfg: Config) -> SparkSession:
     if active is not None:
         active.conf.set("spark.sql.shuffle.partitions", str(cfg["spark.shuffle_partitions"]))
         active.sparkContext.setLogLevel(cfg["spark.log_level"])
+        hadoop = active.sparkContext._jsc.hadoopConfiguration()
+        for key, value in s3a_settings(cfg).items():  # an s3a:// lake on a session built without them
+            hadoop.set(key, value)
         return active
     builder = SparkSession.builder.master(cfg["spark.master"]).appName(cfg["spark.app_name"])
     for key, value in session_settings(cfg).items():

@@ -25,12 +25,14 @@ _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
 def embedded_store(cfg: Config) -> tuple[str, str]:
-    """(tracking URI, artifact folder) of the embedded default, under the lake's state/."""
+    """(tracking URI, artifact folder) of the embedded default: under the lake's state/, or in
+    ml.embedded_dir (a local folder: sqlite cannot live in S3)."""
     root = tables.lake_root(cfg)
-    if "://" in root or root.startswith("dbfs:"):
-        raise ConfigError(f"lake.root {root} is not a local folder: set ml.tracking_uri to an MLflow server "
-                          "(or databricks) instead of the embedded sqlite store")
-    folder = os.path.join(root, "state", "mlflow")
+    folder = cfg["ml.embedded_dir"]
+    if not folder and ("://" in root or root.startswith("dbfs:")):
+        raise ConfigError(f"lake.root {root} is not a local folder: set ml.embedded_dir to a local folder for "
+                          "the embedded store, or ml.tracking_uri to an MLflow server (or databricks)")
+    folder = os.path.abspath(folder) if folder else os.path.join(root, "state", "mlflow")
     os.makedirs(folder, exist_ok=True)
     return f"sqlite:///{os.path.join(folder, 'mlflow.db')}", os.path.join(folder, "artifacts")
 

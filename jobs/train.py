@@ -19,7 +19,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables, tracking
+from common import lake_files, tables, tracking
 from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
@@ -42,9 +42,11 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     with mlflow.start_run(run_name=f"als on {SILVER} v{read.version}") as active:
         mlflow.set_tags({"data.table": SILVER, "data.location": read.location, "data.version": read.version})
         source = {"table_name": read.location} if cfg["lake.catalog"] else {"path": read.location}
+        # MLflow recognises a Delta path on a local disk only; on S3 the version is in the tags above
+        version = None if lake_files.is_remote(read.location) else str(read.version)
         with warnings.catch_warnings():  # MLflow's hint that int columns cannot hold nulls: these keys never are
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
-            mlflow.log_input(mlflow.data.from_spark(ratings, version=str(read.version), name=SILVER, **source),
+            mlflow.log_input(mlflow.data.from_spark(ratings, version=version, name=SILVER, **source),
                              context="training")
         mlflow.log_params({"seed": cfg["ml.seed"], "test_fraction": cfg["ml.test_fraction"],
                            "grid.rank": cfg["ml.ranks"], "grid.regParam": cfg["ml.reg_params"],
