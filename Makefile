@@ -24,8 +24,11 @@ KAFKA_DIR  ?= lake/state/kafka
 KAFKA_PORT ?= 9092
 MLFLOW_DIR  ?= lake/state/mlflow-server
 MLFLOW_PORT ?= 5000
+S3_DIR  ?= lake/state/s3
+S3_PORT ?= 9000
+S3_CONF  = --conf s3.endpoint=http://127.0.0.1:$(S3_PORT) --conf s3.path_style_access=true
 
-.PHONY: help setup run test bench package submit stream stream-live kafka-up kafka-down mlflow-up mlflow-down clean distclean
+.PHONY: help setup run test bench package submit stream stream-live kafka-up kafka-down mlflow-up mlflow-down s3-up s3-down run-s3 clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -93,8 +96,22 @@ mlflow-up: setup ## start an MLflow server on 127.0.0.1:$(MLFLOW_PORT); use with
 mlflow-down: ## stop the MLflow server
 	$(PY) -m common.local_mlflow down --dir $(MLFLOW_DIR)
 
+# The local S3 server takes any key; the AWS chain must still find one, so these stand in unless you set yours.
+s3-up run-s3: export AWS_ACCESS_KEY_ID ?= local-only
+s3-up run-s3: export AWS_SECRET_ACCESS_KEY ?= local-only
+
+s3-up: setup ## start an S3 API server (moto) on 127.0.0.1:$(S3_PORT) with the bucket lakejobs; objects live in its memory
+	$(PY) -m common.local_s3 up --dir $(S3_DIR) --port $(S3_PORT)
+
+s3-down: ## stop the S3 server (the lake on it goes too)
+	$(PY) -m common.local_s3 down --dir $(S3_DIR)
+
+run-s3: setup ## the pipeline with the lake on the local S3 server (s3a://lakejobs/lake), started when not running
+	@$(PY) -c "from common.local_server import listening; exit(0 if listening($(S3_PORT)) else 1)" || $(MAKE) --no-print-directory s3-up
+	$(LAKEJOBS) pipeline --env s3 $(S3_CONF) --conf stream.holdback_fraction=0.05 $(SOURCE_CONF) $(CONF)
+
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
-	rm -rf lake dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache
+	rm -rf lake lake-s3 dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv and the jars
