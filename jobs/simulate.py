@@ -46,7 +46,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     end = len(lines) if cfg["simulator.max_events"] <= 0 else min(len(lines), sent + cfg["simulator.max_events"])
     kafka = cfg["stream.source"] == "kafka"
     sink = KafkaSink(spark, cfg["stream.kafka_bootstrap"], cfg["stream.kafka_topic"]) if kafka \
-        else FileSink(cfg, events_dir(cfg))
+        else FileSink(events_dir(cfg), cfg)
     chunks = send(lines, sent, end, sink, cfg["simulator.events_per_file"], cfg["simulator.rate"],
                   on_chunk=lambda upto: _save_state(cfg, state_path, upto))
     return RunResult(counts={"events.sent": end - sent, "events.total": len(lines), "chunks": chunks},
@@ -56,7 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
 class FileSink:
     """One JSON-lines file per chunk, named by its first offset (a resend rewrites the same file)."""
 
-    def __init__(self, cfg: Config, folder: str):
+    def __init__(self, folder: str, cfg: Config | None = None):  # cfg: the S3 settings, for an s3a:// folder
         self.cfg, self.folder = cfg, folder
         lake_files.make_folder(cfg, folder)
 
