@@ -28,6 +28,7 @@ SECTIONS = {
     "batch": lambda args: section("batch").run(args.sizes),
     "stream": lambda args: section("stream").run(),
     "ml": lambda args: section("ml").run(),
+    "s3": lambda args: section("s3").run(),
 }
 
 

@@ -24,7 +24,7 @@ def up(folder: str, port: int = 9000, timeout_s: float = 60.0, bucket: str = BUC
     local_server.start("s3", [moto, "-H", "127.0.0.1", "-p", str(port)], folder, port, timeout_s)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        s3.ensure_bucket(s3._client(endpoint, REGION, True), bucket, REGION)
+        s3.ensure_bucket(s3.client_at(endpoint, REGION, True), bucket, REGION)
     except Exception as e:
         down(folder)
         raise local_server.ServerError(f"the S3 server came up but bucket '{bucket}' could not be created: {e}") from None

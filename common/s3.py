@@ -43,11 +43,12 @@ def split(uri: str) -> tuple[str, str]:
 
 def client(cfg: Config):
     """The S3 client for s3.endpoint / s3.region / s3.path_style_access (credentials: the AWS chain)."""
-    return _client(cfg["s3.endpoint"] or None, cfg["s3.region"], bool(cfg["s3.path_style_access"]))
+    return client_at(cfg["s3.endpoint"] or None, cfg["s3.region"], bool(cfg["s3.path_style_access"]))
 
 
 @functools.lru_cache(maxsize=8)
-def _client(endpoint: str | None, region: str, path_style: bool):
+def client_at(endpoint: str | None, region: str, path_style: bool):
+    """A client for one endpoint (None: AWS), kept for reuse."""
     style = {"addressing_style": "path" if path_style else "auto"}
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint, region_name=region,

@@ -44,8 +44,11 @@ def endpoint(spark, tmp_path_factory):
         local_s3.down(folder)
         system.clearProperty("aws.accessKeyId")
         system.clearProperty("aws.secretAccessKey")
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
 
 
 def s3_config(spark, endpoint: str, prefix: str, tmp, *overrides: str):
