@@ -29,6 +29,7 @@ from jobs.recommender import (KEYS, als, als_candidates, als_search, bias_candid
 
 log = logging.getLogger("lakejobs.train")
 SILVER = "silver.ratings"
+CHECKPOINTS = "state/checkpoints/als"
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
@@ -103,7 +104,7 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
     """Search the grid on train, refit the winner, and judge it and the bias baseline on test
     (also what the benchmark runs on the public datasets)."""
     k, relevant = cfg["ml.top_k"], cfg["ml.relevant_rating"]
-    use_checkpoints(train.sparkSession, tables.join(tables.lake_root(cfg), "state", "checkpoints", "als"))
+    use_checkpoints(train.sparkSession, tables.join(tables.lake_root(cfg), CHECKPOINTS))
     began = time.monotonic()
     search = als_search(cfg["ml.ranks"], cfg["ml.reg_params"], cfg["ml.max_iters"], cfg["ml.seed"],
                         cfg["ml.blocks"]).fit(train)
@@ -133,7 +134,10 @@ def use_checkpoints(spark: SparkSession, folder: str) -> None:
     except Exception:  # Spark Connect (Databricks serverless) has no SparkContext: its server manages lineage
         log.warning("no SparkContext: ALS runs without a checkpoint folder")
         return
-    if context.getCheckpointDir() is None:
+    current = context.getCheckpointDir()
+    # A folder the runner set stays. One set here for another lake (a session that moved to another lake,
+    # as in tests) is replaced: that lake may be gone, or on a server that is not there any more.
+    if current is None or (CHECKPOINTS in current and not current.startswith(folder.rstrip("/") + "/")):
         context.setCheckpointDir(folder)
 
 
