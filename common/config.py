@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-import yaml
-
 from common.errors import ConfigError
 
 ENVIRONMENTS = ("local", "test", "cluster", "databricks", "s3")
@@ -24,6 +22,8 @@ _MISSING = object()
 
 def read_conf_file(name: str) -> Any:
     """Parse one YAML file shipped in conf/ (works from a checkout, a wheel, or a --py-files zip)."""
+    import yaml  # here, not at the top: `lakejobs list` and `--version` run without the dependencies
+
     text = resources.files("conf").joinpath(name).read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
@@ -96,6 +96,8 @@ def load_config(
 
 def _parse_scalar(raw: str) -> Any:
     """'8' → 8, 'true' → True, 'null' → None, '[a, b]' → list; anything else stays a string."""
+    import yaml
+
     try:
         return yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

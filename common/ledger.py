@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from common import __version__, tables
+from common import tables, version
 from common.config import Config, redact
 from common.tables import TableVersion
 
@@ -62,7 +62,7 @@ def record(spark: SparkSession, cfg: Config, run: RunRecord, result: RunResult |
     """Append the run's row to the ledger (a blind append: concurrent jobs never conflict)."""
     result = result or RunResult()
     row = (
-        run.run_id, run.job, run.env, __version__, json.dumps(redact(run.params), sort_keys=True, default=str),
+        run.run_id, run.job, run.env, version(), json.dumps(redact(run.params), sort_keys=True, default=str),
         [_ref(t) for t in result.reads], [_ref(t) for t in result.writes],
         {k: int(v) for k, v in result.counts.items()},
         status, error, run.started_at, datetime.now(timezone.utc),

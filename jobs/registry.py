@@ -1,37 +1,52 @@
-"""The one list of jobs. A name on the command line is looked up here, never imported."""
+"""The one list of jobs. A name on the command line is looked up here, never imported.
+
+Each job is a module name: it is imported when the job runs, so listing or validating jobs
+(`lakejobs list`, the pipeline DAG, the Databricks bundle) needs neither Spark nor MLflow.
+"""
 from __future__ import annotations
 
-import sys
-from typing import Callable
+import ast
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Callable
 
-from pyspark.sql import SparkSession
-
-from common.config import Config
 from common.errors import UnknownJobError
-from common.ledger import RunResult
-from jobs import extract, full_load, gold, score, silver, simulate, speed, train
 
-Job = Callable[[SparkSession, Config], RunResult]
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
-JOBS: dict[str, Job] = {
-    "extract": extract.run,
-    "full_load": full_load.run,
-    "silver": silver.run,
-    "gold": gold.run,
-    "simulate": simulate.run,
-    "speed": speed.run,
-    "train": train.run,
-    "score": score.run,
+    from common.config import Config
+    from common.ledger import RunResult
+
+    Job = Callable[[SparkSession, Config], RunResult]
+
+JOBS: dict[str, str] = {
+    "extract": "jobs.extract",
+    "full_load": "jobs.full_load",
+    "silver": "jobs.silver",
+    "gold": "jobs.gold",
+    "simulate": "jobs.simulate",
+    "speed": "jobs.speed",
+    "train": "jobs.train",
+    "score": "jobs.score",
 }
 
 
-def get(name: str) -> Job:
+def check(name: str) -> str:
+    """The job's module name; UnknownJobError naming the valid jobs when there is no such job."""
     if name not in JOBS:
         raise UnknownJobError(f"unknown job '{name}'; valid jobs: {', '.join(JOBS)}")
     return JOBS[name]
 
 
+def get(name: str) -> "Job":
+    """The job's run(spark, cfg), its module imported now."""
+    return importlib.import_module(check(name)).run
+
+
 def describe(name: str) -> str:
-    """First line of the job module's docstring."""
-    doc = sys.modules[get(name).__module__].__doc__ or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """First line of the job module's docstring, read from its source without importing it."""
+    spec = importlib.util.find_spec(check(name))
+    source = spec.loader.get_source(spec.name) if spec and spec.loader else None
+    doc = ast.get_docstring(ast.parse(source)) if source else None
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""

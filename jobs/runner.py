@@ -6,7 +6,7 @@ import os
 
 from pyspark.sql import SparkSession
 
-from common import __version__, ledger
+from common import ledger, version
 from common.config import Config
 from common.ledger import RunRecord, RunResult
 from jobs import registry
@@ -18,7 +18,7 @@ def run_job(spark: SparkSession, cfg: Config, name: str) -> RunResult:
     """Run one job; its ledger row says succeeded or failed (with the error) either way."""
     job = registry.get(name)
     run = RunRecord(job=name, env=cfg.env, params=cfg.flat())
-    log.info("job %s: run %s started (lakejobs %s from %s)", name, run.run_id, __version__,
+    log.info("job %s: run %s started (lakejobs %s from %s)", name, run.run_id, version(),
              os.path.dirname(os.path.dirname(registry.__file__)))
     try:
         result = job(spark, cfg)
