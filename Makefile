@@ -27,11 +27,15 @@ MLFLOW_PORT ?= 5000
 S3_DIR  ?= lake/state/s3
 S3_PORT ?= 9000
 S3_CONF  = --conf s3.endpoint=http://127.0.0.1:$(S3_PORT) --conf s3.path_style_access=true
+CLUSTER_DIR  ?= lake/state/cluster
+CLUSTER_PORT ?= 7077
+# A driver for a master on this machine binds to 127.0.0.1 too (not the host's outside address).
+SUBMIT_ENV = $(if $(findstring 127.0.0.1,$(MASTER)),SPARK_LOCAL_IP=127.0.0.1,)
 
-.PHONY: help setup run test bench package submit stream stream-live kafka-up kafka-down mlflow-up mlflow-down s3-up s3-down run-s3 clean distclean
+.PHONY: help setup run pipeline test bench package submit bundle cluster-up cluster-down stream stream-live kafka-up kafka-down mlflow-up mlflow-down s3-up s3-down run-s3 clean distclean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed .jars/.resolved .kafka/.resolved ## install the Python virtualenv and the JVM jars (once)
 
@@ -52,8 +56,10 @@ $(VENV)/.installed: requirements.txt setup.py
 	mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies
 	touch $@
 
-run: setup ## run the pipeline on the embedded default and show what it produced
-	$(LAKEJOBS) pipeline --env $(ENV) $(SOURCE_CONF) $(CONF)
+run: pipeline ## run the pipeline on the embedded default and show what it produced
+
+pipeline: setup ## run conf/pipeline.yaml's tasks in order in one local Spark session (PLAN=1: only print the order)
+	$(LAKEJOBS) pipeline --env $(ENV) $(SOURCE_CONF) $(CONF) $(if $(PLAN),--plan)
 
 test: setup ## run the test suite
 	$(PY) -m pytest tests
@@ -61,17 +67,23 @@ test: setup ## run the test suite
 bench: setup ## run the benchmarks (BENCH_ARGS="--only batch --sizes 1000000"); writes bench/results.json and bench/RESULTS.md
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-package: setup ## build the wheel, the --py-files zip and the spark-submit entry file into dist/
-	rm -rf $(DIST) build
-	$(PY) -m pip wheel -q --no-deps -w $(DIST) .
-	$(PY) -c "import pathlib, zipfile; z = zipfile.ZipFile('$(DIST)/lakejobs-$(VERSION).zip', 'w'); \
-	  [z.write(p) for d in ('jobs', 'common', 'conf') for p in sorted(pathlib.Path(d).rglob('*')) if p.suffix in ('.py', '.yaml')]"
-	cp jobs/entry.py $(DIST)/lakejobs_entry.py
-	@ls -1 $(DIST)
+package: $(VENV)/.installed ## build the wheel, the --py-files zip and the spark-submit entry file into dist/, stamped with the commit
+	rm -rf $(DIST)
+	$(PY) -m common.package --dist $(DIST)
 
-submit: package ## run JOB=... through spark-submit (MASTER=local[*] by default) with the packaged code
-	$(VENV)/bin/spark-submit --master '$(MASTER)' $$($(LAKEJOBS) submit-args --env $(ENV) $(CONF)) \
+submit: package ## run JOB=... through spark-submit (MASTER=local[*] by default, or spark://127.0.0.1:7077 after cluster-up)
+	set -e; args=$$($(LAKEJOBS) submit-args --env $(ENV) --master '$(MASTER)' $(CONF)); \
+	$(SUBMIT_ENV) $(VENV)/bin/spark-submit --master '$(MASTER)' --name lakejobs-$(JOB) $$args \
 	  --py-files $(DIST)/lakejobs-$(VERSION).zip $(DIST)/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
+
+bundle: $(VENV)/.installed ## regenerate the Databricks job (resources/) from conf/pipeline.yaml
+	$(PY) -m jobs.bundle
+
+cluster-up: setup ## start a Spark standalone master on spark://127.0.0.1:$(CLUSTER_PORT) and two workers (1 core, 2g each)
+	$(PY) -m common.local_cluster up --dir $(CLUSTER_DIR) --port $(CLUSTER_PORT)
+
+cluster-down: ## stop the standalone cluster's workers and master
+	$(PY) -m common.local_cluster down --dir $(CLUSTER_DIR)
 
 stream: setup ## speed layer once: simulate a burst of events, merge it (availableNow), show the serving view
 	$(LAKEJOBS) run simulate --env $(ENV) $(CONF)

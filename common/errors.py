@@ -23,3 +23,7 @@ class SensorTimeout(LakejobsError):
 
 class TrackingError(LakejobsError):
     """The MLflow tracking server or model registry cannot be reached, or holds no model to use."""
+
+
+class ClusterError(LakejobsError):
+    """The Spark master a job is sent to does not answer."""

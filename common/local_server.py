@@ -1,4 +1,4 @@
-"""Start and stop a local server process (a Kafka broker, an MLflow server) on 127.0.0.1: its
+"""Start and stop a local server process (a Kafka broker, an MLflow server, a Spark master or worker) on 127.0.0.1: its
 own process group, a pid file and a log file in its state folder, up when its port answers."""
 from __future__ import annotations
 
@@ -28,15 +28,18 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start(name: str, argv: list[str], folder: str, port: int, timeout_s: float = 60.0) -> None:
-    """Run argv in the background (logging to <folder>/<name>.log) and wait until port answers."""
+def start(name: str, argv: list[str], folder: str, port: int, timeout_s: float = 60.0,
+          env: dict[str, str] | None = None) -> None:
+    """Run argv in the background (logging to <folder>/<name>.log, with `env` added to this process's
+    environment) and wait until port answers."""
     pid_file, log_file = _pid_file(folder, name), os.path.join(folder, f"{name}.log")
     if alive(pid_file):
         raise ServerError(f"a {name} is already running from {folder} (pid file {pid_file})")
     if listening(port):
         raise ServerError(f"port {port} on 127.0.0.1 is taken: choose another port")
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     with open(pid_file, "w") as f:
         f.write(str(proc.pid))
     deadline = time.monotonic() + timeout_s

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import glob
 import os
+import socket
 
 from pyspark.sql import SparkSession
 
 from common.config import Config
-from common.errors import ConfigError
+from common.errors import ClusterError, ConfigError
 
 # Which jars of `make setup` (see jvm/pom.xml) each group needs, by file name pattern.
 JAR_GROUPS = {
@@ -98,6 +99,7 @@ def get_session(cfg: Config) -> SparkSession:
         for key, value in s3a_settings(cfg).items():  # an s3a:// lake on a session built without them
             hadoop.set(key, value)
         return active
+    check_master(cfg["spark.master"])
     builder = SparkSession.builder.master(cfg["spark.master"]).appName(cfg["spark.app_name"])
     for key, value in session_settings(cfg).items():
         builder = builder.config(key, value)
@@ -106,6 +108,24 @@ def get_session(cfg: Config) -> SparkSession:
     return spark
 
 
+def check_master(master: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, with one line, when a standalone master (spark://host:port[,host:port]) does
+    not answer: Spark itself retries for a minute and then dies with a stack trace."""
+    if not master.startswith("spark://"):
+        return  # local[*], yarn, k8s://...: nothing to probe here
+    for address in master[len("spark://"):].split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"bad Spark master '{master}': expected spark://host:port")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout_s).close()
+            return
+        except OSError:
+            continue
+    raise ClusterError(f"no Spark master answers at {master}: start one (`make cluster-up`) or give another MASTER")
+
+
 def _launched_by_spark_submit() -> bool:
-    # spark-submit starts the Python driver with the JVM gateway already up and says so here.
-    return "PYSPARK_GATEWAY_PORT" in os.environ
+    # spark-submit starts the Python driver with the JVM gateway already up and says so here; a
+    # Databricks task's Python runs beside the cluster's driver the same way.
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ

@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from common import __version__
+from common import version
 from common.config import ENVIRONMENTS, load_config
 from common.errors import LakejobsError
 
@@ -19,17 +19,19 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--env", default="local", choices=ENVIRONMENTS, help="configuration overlay (default: local)")
     common.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p = argparse.ArgumentParser(prog="lakejobs", description="Lambda-architecture jobs on Delta Lake.")
-    p.add_argument("--version", action="version", version=f"lakejobs {__version__}")
+    p.add_argument("--version", action="version", version=f"lakejobs {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the jobs")
     run = sub.add_parser("run", parents=[common], help="run one job")
     run.add_argument("job")
-    sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
+    pipe = sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
+    pipe.add_argument("--plan", action="store_true", help="print the tasks in run order with what each waits for; run nothing")
     sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
     query = sub.add_parser("query", parents=[common], help="run Spark SQL over the tables, by logical name")
     query.add_argument("sql", help='e.g. "SELECT * FROM gold.movie_stats ORDER BY bayes_avg DESC LIMIT 10"')
     query.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
-    sub.add_parser("submit-args", parents=[common], help="print the spark-submit options (jars, Delta) for --env")
+    submit = sub.add_parser("submit-args", parents=[common], help="print the spark-submit options (jars, Delta) for --env")
+    submit.add_argument("--master", help="fail with a clear message unless this Spark master answers (spark://host:port)")
     return p
 
 
@@ -52,14 +54,23 @@ def _dispatch(args) -> int:
             print(f"{name:<12} {registry.describe(name)}")
         return 0
     if args.command == "run":
-        registry.get(args.job)  # an unknown name fails before any Spark start-up
+        registry.check(args.job)  # an unknown name fails before any Spark start-up
+    from jobs import pipeline
+
+    if args.command == "pipeline" and args.plan:
+        tasks = pipeline.load_tasks()
+        for name in pipeline.run_order({name: task.depends_on for name, task in tasks.items()}):
+            print(f"{name:<12} after: {', '.join(tasks[name].depends_on) or '-'}  {' '.join(tasks[name].conf_args())}".rstrip())
+        return 0
     cfg = load_config(args.env, args.conf)
-    from common.session import get_session, session_settings
+    from common.session import check_master, get_session, session_settings
 
     if args.command == "submit-args":  # so spark-submit and get_session configure Spark one way
+        if args.master:
+            check_master(args.master)
         print(" ".join(f"--conf {k}={v}" for k, v in session_settings(cfg).items()))
         return 0
-    from jobs import pipeline, runner
+    from jobs import runner
     from jobs.show import show_tables
 
     spark = get_session(cfg)
@@ -72,15 +83,24 @@ def _dispatch(args) -> int:
         serving.register(spark, cfg)
         spark.sql(args.sql).show(args.limit, truncate=False)
         return 0
-    names = [args.job] if args.command == "run" else pipeline.run_order(pipeline.load_dag())
-    for name in names:
-        print("\n".join(runner.report(name, runner.run_job(spark, cfg, name))), flush=True)
+    tasks = {args.job: pipeline.Task([])} if args.command == "run" else pipeline.load_tasks()
+    for name in pipeline.run_order({name: task.depends_on for name, task in tasks.items()}):
+        task_cfg = cfg.with_overrides(tasks[name].conf) if tasks[name].conf else cfg
+        print("\n".join(runner.report(name, runner.run_job(spark, task_cfg, name))), flush=True)
     if args.command == "pipeline":
         from jobs.serving import top_movies
 
         print("\nThe lake now holds:\n" + "\n".join(show_tables(spark, cfg)))
         print("\n".join(top_movies(spark, cfg)))
     return 0
+
+
+def entry() -> None:
+    """The `lakejobs` console script, also what Databricks' python_wheel_task calls: a failure leaves
+    as SystemExit, so it reaches a caller that ignores the returned status too."""
+    status = main()
+    if status:
+        sys.exit(status)
 
 
 def submit_main(argv: list[str] | None = None) -> int:

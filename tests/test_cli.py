@@ -42,7 +42,7 @@ def test_list_and_version():
     listed = lakejobs("list")
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     assert names == list(JOBS) and names[:4] == ["extract", "full_load", "silver", "gold"]
-    assert lakejobs("--version").stdout.strip() == f"lakejobs {__version__}"
+    assert lakejobs("--version").stdout.strip() == f"lakejobs {__version__}+dev"  # a checkout, not a package
 
 
 def test_a_job_runs_through_spark_submit_from_the_packaged_zip(spark, cfg, tmp_path):
@@ -61,3 +61,15 @@ def test_a_job_runs_through_spark_submit_from_the_packaged_zip(spark, cfg, tmp_p
     assert tables.read(spark, cfg, "bronze.ratings").count() == landed
     (row,) = tables.read(spark, cfg, "state.ledger").where("job = 'full_load'").collect()
     assert row.status == "succeeded"
+
+
+def test_a_master_that_does_not_answer_is_one_clear_line(tmp_path):
+    from common.local_server import free_port
+
+    master = f"spark://127.0.0.1:{free_port()}"
+    done = subprocess.run(["make", "-s", "submit", "JOB=full_load", f"MASTER={master}", f"DIST={tmp_path / 'dist'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert (f"lakejobs: error: no Spark master answers at {master}: start one (`make cluster-up`) or give another "
+            "MASTER") in done.stderr
+    assert "Traceback" not in done.stderr and "spark-submit" not in done.stdout + done.stderr
