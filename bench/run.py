@@ -29,6 +29,7 @@ SECTIONS = {
     "stream": lambda args: section("stream").run(),
     "ml": lambda args: section("ml").run(),
     "s3": lambda args: section("s3").run(),
+    "cluster": lambda args: section("cluster").run(),
 }
 
 
