@@ -27,3 +27,7 @@ class TrackingError(LakejobsError):
 
 class ClusterError(LakejobsError):
     """The Spark master a job is sent to does not answer."""
+
+
+class QueryError(LakejobsError):
+    """A query names a table the lake does not hold, or is not valid Spark SQL."""

@@ -73,3 +73,12 @@ def test_a_master_that_does_not_answer_is_one_clear_line(tmp_path):
     assert (f"lakejobs: error: no Spark master answers at {master}: start one (`make cluster-up`) or give another "
             "MASTER") in done.stderr
     assert "Traceback" not in done.stderr and "spark-submit" not in done.stdout + done.stderr
+
+
+def test_a_query_on_a_table_the_lake_lacks_is_one_clear_line(tmp_path):
+    done = lakejobs("query", "SELECT * FROM gold.movie_stats", "--env", "test", "--conf", f"lake.root={tmp_path}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("lakejobs: error:")]
+    assert len(error) == 1 and "TABLE_OR_VIEW_NOT_FOUND" in error[0] and "`gold`.`movie_stats`" in error[0], done.stderr
+    assert error[0].endswith("tables here: none yet (make run)")
