@@ -9,6 +9,7 @@ batch layer recomputes from); the latest event per (userId, movieId) → MERGE i
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -83,18 +84,22 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                 late_events(classified, _watermark(spark, cfg)),
                 F.lit(f"late event: older than the watermark (allowed lateness {cfg['stream.allowed_lateness_s']:g}s)"))))
         classified = classified.persist()
+        took = _Stopwatch()
         try:
             total, bad_count = _counts(classified)
+            took.lap("parse")
             # The critical path first: the event log (what a batch recompute reads), then the MERGE
             # that makes the events visible in silver. The rest of the batch only delays the next one.
             good = classified.where(F.col(REASON).isNull()).select(
                 *[c.name for c in schema.columns], "event_time", "_source_file", "_batch_id", "_ingested_at")
             idempotent.append_once(good, cfg, EVENTS, txn)
+            took.lap("log")
             latest = conform_ratings(good)
             with idempotent.identity(spark, txn):
                 tables.with_retry(lambda: tables.delta_table(spark, cfg, SILVER).alias("t")
                                   .merge(latest.alias("s"), "t.userId = s.userId AND t.movieId = s.movieId")
                                   .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+            took.lap("merge")
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
             # first one creates the table, so that it can be queried before any event is malformed.
             if bad_count or batch_id == 0:
@@ -104,6 +109,8 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             if version is not None:
                 changes = tables.changes(spark, cfg, SILVER, version, version)
                 idempotent.append_once(realtime_deltas(changes, version), cfg, REALTIME, txn)
+            took.lap("quarantine and view")
+            log.info("batch %d: %d events, %d quarantined; %s", batch_id, total, bad_count, took)
             counts.batches += 1
             counts.events += total
             counts.quarantined += bad_count
@@ -111,6 +118,21 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             classified.unpersist()
 
     return handle
+
+
+class _Stopwatch:
+    """Wall seconds of the stages of one micro-batch, for its log line."""
+
+    def __init__(self) -> None:
+        self._last, self._laps = time.monotonic(), []
+
+    def lap(self, stage: str) -> None:
+        now = time.monotonic()
+        self._laps.append(f"{stage} {now - self._last:.2f}s")
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self._laps)
 
 
 def _counts(classified: DataFrame) -> tuple[int, int]:
