@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from common import lake_files
@@ -67,7 +68,16 @@ def exists(spark: SparkSession, cfg: Config, name: str) -> bool:
     loc = location(cfg, name)
     if _by_name(cfg):
         return spark.catalog.tableExists(loc)
-    return DeltaTable.isDeltaTable(spark, loc)
+    if DeltaTable.isDeltaTable(spark, loc):
+        return True
+    # isDeltaTable answers from the session's cached DeltaLog and never refreshes it: had this
+    # session looked while another process was writing the table's first commit, the table would
+    # stay "missing" here for good (and a recompute would leave its rows out). Loading refreshes.
+    try:
+        spark.read.format("delta").load(loc).schema
+        return True
+    except AnalysisException:  # PATH_NOT_FOUND, or DELTA_TABLE_NOT_FOUND: no commit yet
+        return False
 
 
 def delta_table(spark: SparkSession, cfg: Config, name: str) -> DeltaTable:
