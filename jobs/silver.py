@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from common import idempotent, tables
 from common.config import Config
+from common.errors import SourceError
 from common.ledger import RunResult
 
 NO_GENRES = "(no genres listed)"
@@ -91,6 +92,10 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                     upto = events.agg(F.max("_batch_id")).first()[0]
                 source = all_ratings(source, events.where(F.col("_batch_id") <= F.lit(upto)))
                 note = idempotent.covers_tag(cfg["stream.query_name"], upto) if upto is not None else None
+            elif upto is not None:  # the MERGEd events are in silver, but not in the log they came from
+                raise SourceError(f"silver.ratings holds micro-batches up to {upto} of stream "
+                                  f"'{cfg['stream.query_name']}', but {EVENTS}, their log, is missing: "
+                                  "recomputing silver without it would drop those events. Restore the table")
             return reads, tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
         reads, written = tables.with_retry(attempt)
         result.reads += reads

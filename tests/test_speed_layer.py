@@ -166,3 +166,12 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
     assert silver_rows(spark, tiny).where("userId = 4").count() == 0
     assert_serving_equals_recompute(spark, tiny)
     assert merged_batches(spark, tiny) == 0  # the recompute's note: it covers batch 0
+
+
+def test_a_recompute_refuses_to_drop_merged_events_whose_log_is_missing(spark, tiny):
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    run_job(spark, tiny, "speed")
+    shutil.rmtree(tables.location(tiny, "bronze.rating_events"))
+    with pytest.raises(SourceError, match=r"micro-batches up to 0 .* bronze.rating_events, their log, is missing"):
+        run_job(spark, tiny, "silver")
+    assert silver_rows(spark, tiny).where("userId = 3").count() == 1  # silver kept the merged event
