@@ -1,6 +1,8 @@
 """The batch layer end to end on generated data: extract → full_load → silver → gold, in a temporary lake."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
@@ -45,6 +47,14 @@ def test_bronze_carries_ingestion_metadata(spark, loaded):
     snapshot = raw_zone.find(cfg)
     meta = tables.read(spark, cfg, "bronze.ratings").select("_source_file", "_snapshot_id").distinct().collect()
     assert [(r._snapshot_id, r._source_file.endswith(f"{snapshot.id}/ratings.csv")) for r in meta] == [(snapshot.id, True)]
+
+
+def test_bronze_keeps_statistics_on_its_data_columns_only(spark, loaded):
+    """The file statistics Delta committed name the data columns, not the ingest metadata."""
+    cfg, _ = loaded
+    adds = spark.read.json(f"{tables.location(cfg, 'bronze.ratings')}/_delta_log/*.json").where("add IS NOT NULL")
+    stats = [json.loads(r.stats) for r in adds.select("add.stats").collect()]
+    assert stats and all(set(s["minValues"]) == {"userId", "movieId", "rating", "timestamp"} for s in stats)
 
 
 def test_silver_ratings_equal_an_oracle_computed_with_pandas(spark, loaded):
