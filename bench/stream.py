@@ -162,11 +162,7 @@ def run() -> tuple[list[Metric], list[str]]:
     merge_rate, append_rate = merge["events"] / merge["seconds"], append["events"] / append["seconds"]
     ratio = merge_rate / append_rate
     p50, p95 = _percentile(lat["latencies"], 0.5), _percentile(lat["latencies"], 0.95)
-    return _metrics(merge, append, merge_rate, append_rate, ratio, p50, p95, lat), NOTES
-
-
-def _metrics(merge, append, merge_rate, append_rate, ratio, p50, p95, lat) -> list[Metric]:
-    return [
+    metrics = [
         Metric("stream", "events in the burst", merge["events"], "events"),
         Metric("stream", "MERGE path (availableNow, 10 files of 5,000 per batch)", round(merge_rate), "events/s"),
         Metric("stream", "append-only path (same stream)", round(append_rate), "events/s"),
