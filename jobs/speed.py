@@ -55,6 +55,14 @@ def read_events(spark: SparkSession, cfg: Config) -> DataFrame:
             .load(folder).select(F.col("value").alias(LINE), F.col("_metadata.file_path").alias("_source_file")))
 
 
+def merge_latest(spark: SparkSession, cfg: Config, latest: DataFrame) -> None:
+    """MERGE one row per (userId, movieId) into silver.ratings: new keys inserted, a stored rating
+    replaced only by a newer event."""
+    (tables.delta_table(spark, cfg, SILVER).alias("t")
+     .merge(latest.alias("s"), "t.userId = s.userId AND t.movieId = s.movieId")
+     .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+
+
 def late_events(events: DataFrame, watermark: datetime | None) -> F.Column:
     return F.lit(False) if watermark is None else F.col("event_time") < F.lit(watermark)
 
@@ -96,9 +104,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             took.lap("log")
             latest = conform_ratings(good)
             with idempotent.identity(spark, txn):
-                tables.with_retry(lambda: tables.delta_table(spark, cfg, SILVER).alias("t")
-                                  .merge(latest.alias("s"), "t.userId = s.userId AND t.movieId = s.movieId")
-                                  .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+                tables.with_retry(lambda: merge_latest(spark, cfg, latest))
             took.lap("merge")
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
             # first one creates the table, so that it can be queried before any event is malformed.
