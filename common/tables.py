@@ -118,14 +118,20 @@ def changes(spark: SparkSession, cfg: Config, name: str, start: int, end: int) -
     return reader.table(loc) if _by_name(cfg) else reader.load(loc)
 
 
+class StaleInput(Exception):
+    """A write's inputs changed between reading them and committing, in a way Delta cannot see as a
+    conflict (e.g. a commit that landed before the write's transaction began): recompute, write again."""
+
+
 def with_retry(action: Callable[[], T], attempts: int = 5) -> T:
-    """Run a Delta write again when a concurrent writer made it conflict. Safe only for writes that
-    are idempotent or recompute their input on each attempt (as every caller here does)."""
+    """Run a Delta write again when a concurrent writer made it conflict (or it raised StaleInput).
+    Safe only for writes that are idempotent or recompute their input on each attempt (as every
+    caller here does)."""
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except Exception as e:  # Delta raises its conflicts through py4j; match them by class name
-            if attempt == attempts or not _is_conflict(e):
+            if attempt == attempts or not (isinstance(e, StaleInput) or _is_conflict(e)):
                 raise
             time.sleep(0.2 * attempt)
     raise AssertionError("unreachable")

@@ -76,13 +76,35 @@ def merged_batches(spark: SparkSession, cfg: Config) -> int | None:
     return idempotent.applied_upto(spark, cfg, "silver.ratings", cfg["stream.query_name"])
 
 
+def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, upto: int, note: str | None) -> None:
+    """Raise StaleInput if a MERGE of the stream newer than batch `upto` committed to silver.ratings
+    after version `pinned` (where `upto` was read) and before the recompute tagged `note` (None: before
+    now). Delta sees no conflict in a MERGE that lands before the overwrite's transaction begins,
+    and the overwrite would drop its events; a MERGE during the transaction makes it conflict."""
+    since = tables.current_version(spark, cfg, "silver.ratings").version - pinned
+    if since <= 0:
+        return
+    newer = tables.delta_table(spark, cfg, "silver.ratings").history(since) \
+        .where(F.col("version") > pinned).select("version", "operation", "userMetadata").collect()
+    ours = min((r.version for r in newer if r.userMetadata == note and r.operation != "MERGE"), default=None)
+    app_id = cfg["stream.query_name"]
+    slipped = [r.userMetadata for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
+               and (r.userMetadata or "").startswith(f"{app_id}:") and int(r.userMetadata.rsplit(":", 1)[1]) > upto]
+    if slipped:
+        raise tables.StaleInput(f"silver.ratings: micro-batches {', '.join(slipped)} were merged after this "
+                                f"recompute read the stream's progress (batch {upto})")
+
+
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     result = RunResult()
     for name, conform in CONFORM.items():
         # Recomputed from the latest inputs on each attempt: a concurrent streaming MERGE into
         # silver.ratings makes this overwrite conflict, and the retry then includes its events.
         def attempt(name=name, conform=conform):
-            upto = merged_batches(spark, cfg) if name == "ratings" else None  # before the events: they hold it all
+            # silver's version first, then what it holds of the stream, then the events (which hold it all)
+            pinned = tables.current_version(spark, cfg, "silver.ratings") \
+                if name == "ratings" and tables.exists(spark, cfg, "silver.ratings") else None
+            upto = merged_batches(spark, cfg) if pinned else None
             reads = [tables.current_version(spark, cfg, f"bronze.{name}")]
             source, note = tables.read(spark, cfg, reads[0].name, reads[0].version), None
             if name == "ratings" and tables.exists(spark, cfg, EVENTS):
@@ -96,7 +118,12 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                 raise SourceError(f"silver.ratings holds micro-batches up to {upto} of stream "
                                   f"'{cfg['stream.query_name']}', but {EVENTS}, their log, is missing: "
                                   "recomputing silver without it would drop those events. Restore the table")
-            return reads, tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
+            if pinned and note:
+                _refuse_merges_after(spark, cfg, pinned.version, upto, note=None)
+            written = tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
+            if pinned and note:
+                _refuse_merges_after(spark, cfg, pinned.version, upto, note)
+            return reads, written
         reads, written = tables.with_retry(attempt)
         result.reads += reads
         result.writes.append(written)

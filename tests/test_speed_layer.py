@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from common import idempotent, tables
 from common.config import load_config
 from common.errors import SourceError
-from jobs import serving
+from jobs import serving, silver
 from jobs.runner import run_job
 from jobs.silver import merged_batches
 from jobs.simulate import events_dir
@@ -175,3 +175,27 @@ def test_a_recompute_refuses_to_drop_merged_events_whose_log_is_missing(spark, t
     with pytest.raises(SourceError, match=r"micro-batches up to 0 .* bronze.rating_events, their log, is missing"):
         run_job(spark, tiny, "silver")
     assert silver_rows(spark, tiny).where("userId = 3").count() == 1  # silver kept the merged event
+
+
+def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dropped(spark, tiny, monkeypatch):
+    # The recompute reads how far silver holds the stream (batch 0); batch 1 is then logged and
+    # merged before the overwrite's transaction begins, so Delta sees no conflict. Without a check
+    # the overwrite would leave batch 1's event out of silver, tagged as covering batch 0 only.
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    run_job(spark, tiny, "speed")
+    read_progress, landed = silver.merged_batches, []
+
+    def progress_then_a_merge(spark_, cfg_):
+        upto = read_progress(spark_, cfg_)
+        if not landed:
+            write_events(tiny, "b", [ev(4, 11, 2.0, T0 + 20)])
+            run_job(spark, tiny, "speed")
+            landed.append(True)
+        return upto
+
+    monkeypatch.setattr(silver, "merged_batches", progress_then_a_merge)
+    run_job(spark, tiny, "silver")
+    assert landed and merged_batches(spark, tiny) == 1
+    assert silver_rows(spark, tiny).where("userId = 4").collect() == [(4, 11, 2.0, T0 + 20)]
+    run_job(spark, tiny, "gold")
+    assert_serving_equals_recompute(spark, tiny)
