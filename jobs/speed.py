@@ -85,8 +85,9 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
         spark = batch.sparkSession
         txn = Txn(query_name, batch_id)
         meta = {"_batch_id": F.lit(batch_id), "_ingested_at": F.lit(datetime.now(timezone.utc))}
-        classified = classify_json(batch, schema).withColumns(meta) \
-            .withColumn("event_time", F.timestamp_seconds("timestamp"))
+        classified = classify_json(batch, schema).withColumns(meta)
+        # Only for valid events: a timestamp out of range would overflow the conversion and fail the batch.
+        classified = classified.withColumn("event_time", F.when(F.col(REASON).isNull(), F.timestamp_seconds("timestamp")))
         if cfg["stream.late_policy"] == "quarantine":
             classified = classified.withColumn(REASON, F.coalesce(F.col(REASON), F.when(
                 late_events(classified, _watermark(spark, cfg)),

@@ -18,6 +18,7 @@ BAD = {  # raw line -> the reason full_load must give
     b"5,50,four,1500000000": "non-numeric rating: 'four' is not a valid double",
     b"6,60,9.5,1500000000": "rating out of range: 9.5 not in [0.5, 5.0]",
     b"6,61,0.0,1500000000": "rating out of range: 0.0 not in [0.5, 5.0]",
+    b"6,62,4.0,1500000000000": "timestamp out of range: 1500000000000 not in [0, 4102444800]",  # milliseconds
     b",70,4.0,1500000000": "null key: userId is empty",
     b"8,,4.0,1500000000": "null key: movieId is empty",
     b"9,90,,1500000000": "missing rating",

@@ -110,7 +110,7 @@ def test_late_events_are_quarantined_when_the_policy_says_so(spark, tiny):
 def test_malformed_events_are_quarantined_with_a_reason(spark, tiny):
     lines = ['{"userId": 3, "movieId": ', '{"userId": 3, "movieId": "x", "rating": 4.0, "timestamp": 1}',
              '{"userId": 3, "movieId": 12, "rating": 9.0, "timestamp": 1}', '{"movieId": 12, "rating": 4.0, "timestamp": 1}',
-             ev(3, 12, 4.5, T0 + 1)]
+             ev(3, 12, 4.5, T0 + 1), ev(3, 11, 4.0, T0 * 1_000_000)]  # the last: microseconds, not seconds
     write_events(tiny, "a", lines)
     run_job(spark, tiny, "speed")
     quarantined = tables.read(spark, tiny, "quarantine.rating_events").select("line", "reason")
@@ -118,7 +118,8 @@ def test_malformed_events_are_quarantined_with_a_reason(spark, tiny):
         (lines[0], "not a JSON object"),
         (lines[1], "non-numeric movieId: 'x' is not a valid int"),
         (lines[2], "rating out of range: 9.0 not in [0.5, 5.0]"),
-        (lines[3], "null key: userId is empty")], "line string, reason string"),
+        (lines[3], "null key: userId is empty"),
+        (lines[5], f"timestamp out of range: {T0 * 1_000_000} not in [0, 4102444800]")], "line string, reason string"),
         ignore_row_order=True, ignore_nullable=True)
     assert silver_rows(spark, tiny).where("userId = 3").collect() == [(3, 12, 4.5, T0 + 1)]
 
