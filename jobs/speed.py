@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
@@ -176,14 +177,23 @@ class _ProgressLog(StreamingQueryListener):
 def _refuse_a_lost_checkpoint(spark: SparkSession, cfg: Config) -> None:
     """A new checkpoint numbers its batches from 0 again, and Delta would skip every write whose
     (app id, batch id) it has already seen: the new events would be silently dropped."""
-    commits = lake_files.join(checkpoint(cfg), "commits")
-    started = lake_files.exists(cfg, commits) if lake_files.is_remote(commits) or "://" not in commits else True
     merged = idempotent.applied_upto(spark, cfg, SILVER, cfg["stream.query_name"])
-    if not started and merged is not None:
+    if merged is not None and not _checkpoint_exists(spark, checkpoint(cfg)):
         raise SourceError(
             f"the checkpoint {checkpoint(cfg)} is missing, but {SILVER} already holds micro-batches up to "
             f"{merged} of stream '{cfg['stream.query_name']}': restarting from batch 0 would be skipped as "
             "already applied. Restore the checkpoint, or start a new stream with --conf stream.query_name=<new name>")
+
+
+def _checkpoint_exists(spark: SparkSession, folder: str) -> bool:
+    """Whether a query has started from this checkpoint (its `metadata` file is written at start).
+    Asked of Spark, so that it holds for every file system the checkpoint can live on (a folder,
+    s3a://, dbfs:/)."""
+    try:
+        spark.read.text(lake_files.join(folder, "metadata"))
+        return True
+    except AnalysisException:
+        return False
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
