@@ -91,7 +91,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
         classified = classified.withColumn("event_time", F.when(F.col(REASON).isNull(), F.timestamp_seconds("timestamp")))
         if cfg["stream.late_policy"] == "quarantine":
             classified = classified.withColumn(REASON, F.coalesce(F.col(REASON), F.when(
-                late_events(classified, _watermark(spark, cfg)),
+                late_events(classified, _watermark(spark, cfg, txn)),
                 F.lit(f"late event: older than the watermark (allowed lateness {cfg['stream.allowed_lateness_s']:g}s)"))))
         classified = classified.persist()
         took = _Stopwatch()
@@ -149,8 +149,13 @@ def _counts(classified: DataFrame) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _watermark(spark: SparkSession, cfg: Config) -> datetime | None:
-    newest = tables.read(spark, cfg, SILVER).agg(F.max("event_time")).first()[0]
+def _watermark(spark: SparkSession, cfg: Config, txn: Txn) -> datetime | None:
+    """The newest event time in silver.ratings less the allowed lateness. A replayed batch whose MERGE
+    has committed reads silver as it was before that MERGE: judged against its own events, some of
+    them would turn late, and land in quarantine although they are in silver."""
+    merged_at = idempotent.committed_version(spark, cfg, SILVER, txn)
+    silver = tables.read(spark, cfg, SILVER, merged_at - 1 if merged_at is not None else None)
+    newest = silver.agg(F.max("event_time")).first()[0]
     if newest is None:
         return None
     return newest - timedelta(seconds=cfg["stream.allowed_lateness_s"])

@@ -200,3 +200,26 @@ def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dr
     assert silver_rows(spark, tiny).where("userId = 4").collect() == [(4, 11, 2.0, T0 + 20)]
     run_job(spark, tiny, "gold")
     assert_serving_equals_recompute(spark, tiny)
+
+
+def test_a_replayed_batch_judges_late_events_as_its_first_attempt_did(spark, tiny, monkeypatch):
+    # Batch 0 merges both events, then the process dies before its quarantine write. On the replay,
+    # silver already holds the batch's newest event: a watermark read from it would make the older
+    # event late and quarantine it, although it is in silver and in the log.
+    late = tiny.with_overrides({"stream.late_policy": "quarantine", "stream.allowed_lateness_s": 100.0})
+    write_events(late, "a", [ev(3, 12, 5.0, T0 + 1000), ev(4, 11, 2.0, T0 + 10)])
+    append_once = idempotent.append_once
+
+    def crash_before_quarantine(df, cfg_, name, txn):
+        if name == "quarantine.rating_events":
+            raise RuntimeError("simulated crash after the MERGE")
+        return append_once(df, cfg_, name, txn)
+
+    monkeypatch.setattr(idempotent, "append_once", crash_before_quarantine)
+    with pytest.raises(Exception, match="simulated crash after the MERGE"):
+        run_job(spark, late, "speed")
+    monkeypatch.setattr(idempotent, "append_once", append_once)
+    run_job(spark, late, "speed")  # replays batch 0
+    assert tables.read(spark, late, "quarantine.rating_events").count() == 0
+    assert silver_rows(spark, late).where("userId IN (3, 4)").orderBy("userId").collect() == [
+        (3, 12, 5.0, T0 + 1000), (4, 11, 2.0, T0 + 10)]
