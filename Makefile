@@ -20,6 +20,7 @@ MASTER ?= local[*]
 CONF   ?=
 DIST   ?= dist
 RATE   ?= 200
+EVENTS ?= 1000
 KAFKA_DIR  ?= lake/state/kafka
 KAFKA_PORT ?= 9092
 MLFLOW_DIR  ?= lake/state/mlflow-server
@@ -85,8 +86,8 @@ cluster-up: setup ## start a Spark standalone master on spark://127.0.0.1:$(CLUS
 cluster-down: ## stop the standalone cluster's workers and master
 	$(PY) -m common.local_cluster down --dir $(CLUSTER_DIR)
 
-stream: setup ## speed layer once: simulate a burst of events, merge it (availableNow), show the serving view
-	$(LAKEJOBS) run simulate --env $(ENV) $(CONF)
+stream: setup ## speed layer once: the next EVENTS held-back events as a burst, merged (availableNow), then the serving view
+	$(LAKEJOBS) run simulate --env $(ENV) --conf simulator.max_events=$(EVENTS) $(CONF)
 	$(LAKEJOBS) run speed --env $(ENV) $(CONF)
 	$(LAKEJOBS) query --env $(ENV) $(CONF) "SELECT movieId, title, rating_count, round(bayes_avg, 3) AS bayes_avg \
 	  FROM gold.movie_stats ORDER BY bayes_avg DESC LIMIT 10"

@@ -147,8 +147,14 @@ def _arrive_live(spark, cfg, visible) -> dict[str, float]:
     return written
 
 
-def _stop_streams(spark) -> None:
+def _stop_streams(spark, timeout_s: float = 30) -> None:
+    """Stop each query between two triggers: a stop during a micro-batch interrupts its tasks, and an
+    interrupted task can print a StackOverflowError from java.util.regex (the data is safe: the batch
+    is replayed by id on the next start, but the output is noise)."""
+    deadline = time.monotonic() + timeout_s
     for query in spark.streams.active:
+        while query.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         query.stop()
 
 

@@ -49,8 +49,11 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         else FileSink(events_dir(cfg), cfg)
     chunks = send(lines, sent, end, sink, cfg["simulator.events_per_file"], cfg["simulator.rate"],
                   on_chunk=lambda upto: _save_state(cfg, state_path, upto))
-    return RunResult(counts={"events.sent": end - sent, "events.total": len(lines), "chunks": chunks},
-                     notes=[f"sent events {sent}..{end} of {len(lines)} in {chunks} chunks to {sink}"])
+    notes = [f"sent events {sent}..{end} of {len(lines)} in {chunks} chunks to {sink}"]
+    if end == len(lines):
+        notes.append(f"every held-back event of snapshot {snapshot.id} has now been sent: a further run sends "
+                     "nothing until a new snapshot is landed")
+    return RunResult(counts={"events.sent": end - sent, "events.total": len(lines), "chunks": chunks}, notes=notes)
 
 
 class FileSink:

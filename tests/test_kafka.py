@@ -1,5 +1,5 @@
 """The speed layer's Kafka path end to end, against a real broker this module starts (KRaft, on a
-free 127.0.0.1 port, from the jars `make kafka-jars` resolves)."""
+free 127.0.0.1 port, from the jars `make setup` resolves into .kafka/)."""
 from __future__ import annotations
 
 import pandas as pd
