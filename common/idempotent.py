@@ -8,7 +8,6 @@ userMetadata "<app id>:<version>", so the version it produced can be found again
 """
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -70,16 +69,30 @@ def committed_version(spark: SparkSession, cfg: Config, name: str, txn: Txn) -> 
     return None
 
 
-def covers_tag(app_id: str, version: int) -> str:
-    """The note on a batch recompute that already holds every write of app_id up to version."""
-    return f"covers {app_id}:{version}"
+def covers_tag(progress: dict[str, int]) -> str:
+    """The note on a batch recompute that already holds every write of each app id up to its version."""
+    return "covers " + ", ".join(f"{app_id}:{version}" for app_id, version in sorted(progress.items()))
+
+
+def applied(spark: SparkSession, cfg: Config, name: str) -> dict[str, int]:
+    """App id → the highest version of it this table holds: from the app's own idempotent commits,
+    or from a recompute tagged with covers_tag."""
+    notes = (tables.delta_table(spark, cfg, name).history().where(F.col("userMetadata").isNotNull())
+             .select("userMetadata").collect())
+    progress: dict[str, int] = {}
+    for note in (r.userMetadata for r in notes):
+        for app_id, version in parse_tags(note):
+            progress[app_id] = max(version, progress.get(app_id, version))
+    return progress
+
+
+def parse_tags(note: str) -> list[tuple[str, int]]:
+    """(app id, version) pairs of a commit's userMetadata: one for a Txn.tag, any for a covers_tag."""
+    items = note[len("covers "):].split(", ") if note.startswith("covers ") else [note]
+    pairs = [item.rpartition(":") for item in items]
+    return [(app_id, int(version)) for app_id, sep, version in pairs if sep and app_id and version.isdigit()]
 
 
 def applied_upto(spark: SparkSession, cfg: Config, name: str, app_id: str) -> int | None:
-    """The highest app_id version this table holds: from its own idempotent commits, or from a
-    recompute tagged with covers_tag. None when it holds none."""
-    pattern = re.compile(rf"^(?:covers )?{re.escape(app_id)}:(\d+)$")
-    notes = (tables.delta_table(spark, cfg, name).history().where(F.col("userMetadata").isNotNull())
-             .select("userMetadata").collect())
-    found = [int(m.group(1)) for m in (pattern.match(r.userMetadata) for r in notes) if m]
-    return max(found, default=None)
+    """The highest app_id version this table holds (see `applied`), or None when it holds none."""
+    return applied(spark, cfg, name).get(app_id)

@@ -5,7 +5,7 @@ array), tags, links. Each transform is a pure DataFrame → DataFrame function.
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import idempotent, tables
@@ -68,31 +68,58 @@ EVENTS = "bronze.rating_events"
 
 
 def merged_batches(spark: SparkSession, cfg: Config) -> int | None:
-    """The last micro-batch of the stream that silver.ratings holds. Events the stream has logged
-    but not merged yet stay out of a recompute: the MERGE brings them, with their real-time
-    deltas, so the serving view stays equal to a recompute at every moment."""
+    """The last micro-batch of this config's stream that silver.ratings holds (None: none)."""
+    return merged_progress(spark, cfg).get(cfg["stream.query_name"])
+
+
+def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
+    """Stream (query name) → the last of its micro-batches that silver.ratings holds. Events a stream
+    has logged but not merged yet stay out of a recompute: the MERGE brings them, with their
+    real-time deltas, so the serving view stays equal to a recompute at every moment."""
     if not tables.exists(spark, cfg, "silver.ratings"):
-        return None
-    return idempotent.applied_upto(spark, cfg, "silver.ratings", cfg["stream.query_name"])
+        return {}
+    return idempotent.applied(spark, cfg, "silver.ratings")
 
 
-def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, upto: int, note: str | None) -> None:
-    """Raise StaleInput if a MERGE of the stream newer than batch `upto` committed to silver.ratings
-    after version `pinned` (where `upto` was read) and before the recompute tagged `note` (None: before
-    now). Delta sees no conflict in a MERGE that lands before the overwrite's transaction begins,
-    and the overwrite would drop its events; a MERGE during the transaction makes it conflict."""
+def merged_events(events: DataFrame, progress: dict[str, int], cfg: Config) -> DataFrame:
+    """The logged events of micro-batches silver.ratings holds, stream by stream: each stream numbers
+    its batches from 0."""
+    stream = _stream_of(events, cfg)
+    held = F.lit(False)
+    for name, upto in progress.items():
+        held = held | ((stream == F.lit(name)) & (F.col("_batch_id") <= F.lit(upto)))
+    return events.where(held)
+
+
+def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, progress: dict[str, int],
+                         note: str | None) -> None:
+    """Raise StaleInput if a stream MERGE of a batch beyond `progress` committed to silver.ratings
+    after version `pinned` (where `progress` was read) and before the recompute tagged `note` (None:
+    before now). Delta sees no conflict in a MERGE that lands before the overwrite's transaction
+    begins, and the overwrite would drop its events; a MERGE during the transaction makes it conflict."""
     since = tables.current_version(spark, cfg, "silver.ratings").version - pinned
     if since <= 0:
         return
     newer = tables.delta_table(spark, cfg, "silver.ratings").history(since) \
         .where(F.col("version") > pinned).select("version", "operation", "userMetadata").collect()
     ours = min((r.version for r in newer if r.userMetadata == note and r.operation != "MERGE"), default=None)
-    app_id = cfg["stream.query_name"]
-    slipped = [r.userMetadata for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
-               and (r.userMetadata or "").startswith(f"{app_id}:") and int(r.userMetadata.rsplit(":", 1)[1]) > upto]
+    slipped = [f"{app_id}:{batch}" for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
+               for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if batch > progress.get(app_id, -1)]
     if slipped:
         raise tables.StaleInput(f"silver.ratings: micro-batches {', '.join(slipped)} were merged after this "
-                                f"recompute read the stream's progress (batch {upto})")
+                                f"recompute read the streams' progress ({idempotent.covers_tag(progress)})")
+
+
+def _stream_of(events: DataFrame, cfg: Config) -> Column:
+    """The stream that logged each event (events logged before they named it: this config's stream)."""
+    own = F.lit(cfg["stream.query_name"])
+    return F.coalesce(F.col("_stream"), own) if "_stream" in events.columns else own
+
+
+def _logged_progress(events: DataFrame, cfg: Config) -> dict[str, int]:
+    """Stream → its last logged micro-batch."""
+    stream = _stream_of(events, cfg)
+    return {r[0]: int(r[1]) for r in events.groupBy(stream).agg(F.max("_batch_id")).collect()}
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
@@ -104,25 +131,25 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             # silver's version first, then what it holds of the stream, then the events (which hold it all)
             pinned = tables.current_version(spark, cfg, "silver.ratings") \
                 if name == "ratings" and tables.exists(spark, cfg, "silver.ratings") else None
-            upto = merged_batches(spark, cfg) if pinned else None
+            progress = merged_progress(spark, cfg) if pinned else {}
             reads = [tables.current_version(spark, cfg, f"bronze.{name}")]
             source, note = tables.read(spark, cfg, reads[0].name, reads[0].version), None
             if name == "ratings" and tables.exists(spark, cfg, EVENTS):
                 reads.append(tables.current_version(spark, cfg, EVENTS))
                 events = tables.read(spark, cfg, EVENTS, reads[1].version)
-                if upto is None:  # no record of the stream's progress in silver: rebuild from every event
-                    upto = events.agg(F.max("_batch_id")).first()[0]
-                source = all_ratings(source, events.where(F.col("_batch_id") <= F.lit(upto)))
-                note = idempotent.covers_tag(cfg["stream.query_name"], upto) if upto is not None else None
-            elif upto is not None:  # the MERGEd events are in silver, but not in the log they came from
-                raise SourceError(f"silver.ratings holds micro-batches up to {upto} of stream "
-                                  f"'{cfg['stream.query_name']}', but {EVENTS}, their log, is missing: "
+                if not progress:  # no record of any stream's progress in silver: rebuild from every event
+                    progress = _logged_progress(events, cfg)
+                source = all_ratings(source, merged_events(events, progress, cfg))
+                note = idempotent.covers_tag(progress) if progress else None
+            elif progress:  # the MERGEd events are in silver, but not in the log they came from
+                held = ", ".join(f"up to {upto} of stream '{stream}'" for stream, upto in sorted(progress.items()))
+                raise SourceError(f"silver.ratings holds micro-batches {held}, but {EVENTS}, their log, is missing: "
                                   "recomputing silver without it would drop those events. Restore the table")
             if pinned and note:
-                _refuse_merges_after(spark, cfg, pinned.version, upto, note=None)
+                _refuse_merges_after(spark, cfg, pinned.version, progress, note=None)
             written = tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
             if pinned and note:
-                _refuse_merges_after(spark, cfg, pinned.version, upto, note)
+                _refuse_merges_after(spark, cfg, pinned.version, progress, note)
             return reads, written
         reads, written = tables.with_retry(attempt)
         result.reads += reads

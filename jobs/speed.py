@@ -85,7 +85,8 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
     def handle(batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         txn = Txn(query_name, batch_id)
-        meta = {"_batch_id": F.lit(batch_id), "_ingested_at": F.lit(datetime.now(timezone.utc))}
+        meta = {"_stream": F.lit(query_name), "_batch_id": F.lit(batch_id),
+                "_ingested_at": F.lit(datetime.now(timezone.utc))}
         classified = classify_json(batch, schema).withColumns(meta)
         # Only for valid events: a timestamp out of range would overflow the conversion and fail the batch.
         classified = classified.withColumn("event_time", F.when(F.col(REASON).isNull(), F.timestamp_seconds("timestamp")))
@@ -101,7 +102,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             # The critical path first: the event log (what a batch recompute reads), then the MERGE
             # that makes the events visible in silver. The rest of the batch only delays the next one.
             good = classified.where(F.col(REASON).isNull()).select(
-                *[c.name for c in schema.columns], "event_time", "_source_file", "_batch_id", "_ingested_at")
+                *[c.name for c in schema.columns], "event_time", "_source_file", "_stream", "_batch_id", "_ingested_at")
             idempotent.append_once(good, cfg, EVENTS, txn)
             took.lap("log")
             latest = conform_ratings(good)
@@ -111,7 +112,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
             # first one creates the table, so that it can be queried before any event is malformed.
             if bad_count or batch_id == 0:
-                bad = bad_rows(classified, "rating_events", ["_source_file", "_batch_id", "_ingested_at"])
+                bad = bad_rows(classified, "rating_events", ["_source_file", "_stream", "_batch_id", "_ingested_at"])
                 idempotent.append_once(bad, cfg, QUARANTINE, txn)
             version = idempotent.committed_version(spark, cfg, SILVER, txn)
             if version is not None:
