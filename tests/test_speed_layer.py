@@ -241,3 +241,14 @@ def test_a_recompute_keeps_the_events_of_a_stream_started_under_a_new_name(spark
         (3, 12, 5.0, T0 + 10), (4, 11, 2.0, T0 + 20), (5, 10, 1.5, T0 + 30)]
     run_job(spark, renamed, "gold")
     assert_serving_equals_recompute(spark, renamed)
+
+
+def test_a_lost_checkpoint_is_refused_when_only_the_log_holds_the_stream(spark, tiny):
+    # Batch 0 was logged, the process died before its MERGE, and the checkpoint was lost: a new
+    # batch 0 would skip its log append (the id is taken there) and merge events the log lacks.
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    logged = spark.createDataFrame([(3, 12, 5.0, T0 + 10)], "userId int, movieId int, rating double, timestamp long") \
+        .withColumns({"_stream": F.lit("speed_ratings_merge"), "_batch_id": F.lit(0)})
+    idempotent.append_once(logged, tiny, "bronze.rating_events", idempotent.Txn("speed_ratings_merge", 0))
+    with pytest.raises(SourceError, match="bronze.rating_events already holds micro-batches up to 0"):
+        run_job(spark, tiny, "speed")
