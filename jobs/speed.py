@@ -183,11 +183,13 @@ class _ProgressLog(StreamingQueryListener):
 def _refuse_a_lost_checkpoint(spark: SparkSession, cfg: Config) -> None:
     """A new checkpoint numbers its batches from 0 again, and Delta would skip every write whose
     (app id, batch id) it has already seen: the new events would be silently dropped."""
+    if _checkpoint_exists(spark, checkpoint(cfg)):
+        return
     # The log too: a batch logged but not merged (a crash between the two) has its id taken there.
     for table in (SILVER, EVENTS):
         seen = idempotent.applied_upto(spark, cfg, table, cfg["stream.query_name"]) \
             if tables.exists(spark, cfg, table) else None
-        if seen is not None and not _checkpoint_exists(spark, checkpoint(cfg)):
+        if seen is not None:
             raise SourceError(
                 f"the checkpoint {checkpoint(cfg)} is missing, but {table} already holds micro-batches up to "
                 f"{seen} of stream '{cfg['stream.query_name']}': restarting from batch 0 would be skipped as "
