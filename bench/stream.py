@@ -39,7 +39,7 @@ NOTES = [
     "files a micro-batch (event log append, MERGE into silver.ratings, real-time view: three idempotent "
     "Delta commits a batch), and through a bare parse → Delta append stream.",
     f"Latency: the `speed` job on a 1-second processingTime trigger (up to 100 files a batch) while files of "
-    f"{RATE // 10} events arrive ten a second; an event's latency is the commit time of the MERGE that made it "
+    f"{PER_FILE} events arrive ten a second; an event's latency is the commit time of the MERGE that made it "
     f"visible in silver.ratings minus its file's write time; the first {WARMUP_S} s are warm-up, not measured.",
     "Latency floor (reference, not our job): the same arrivals and trigger into a micro-batch that only parses, "
     "keeps the latest event per key and MERGEs it into silver.ratings with the idempotent identity: no event log, "

@@ -67,11 +67,6 @@ PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
 EVENTS = "bronze.rating_events"
 
 
-def merged_batches(spark: SparkSession, cfg: Config) -> int | None:
-    """The last micro-batch of this config's stream that silver.ratings holds (None: none)."""
-    return merged_progress(spark, cfg).get(cfg["stream.query_name"])
-
-
 def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
     """Stream (query name) → the last of its micro-batches that silver.ratings holds. Events a stream
     has logged but not merged yet stay out of a recompute: the MERGE brings them, with their

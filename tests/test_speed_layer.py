@@ -14,7 +14,6 @@ from common.config import load_config
 from common.errors import SourceError
 from jobs import serving, silver
 from jobs.runner import run_job
-from jobs.silver import merged_batches
 from jobs.simulate import events_dir
 from jobs.speed import checkpoint
 from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle, silver_ratings
@@ -157,7 +156,7 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
     # between the two writes). The recompute must leave it out: the MERGE brings it, with its deltas.
     write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
     run_job(spark, tiny, "speed")
-    assert merged_batches(spark, tiny) == 0
+    assert silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 0}
     logged = tables.read(spark, tiny, "bronze.rating_events")  # batch 0's one event, made into batch 1's
     pending = logged.withColumns({"userId": F.lit(4).cast("int"), "rating": F.lit(2.0), "timestamp": F.lit(T0 + 30),
                                   "_batch_id": F.lit(1)}).select(*[F.col(f.name).cast(f.dataType) for f in logged.schema])
@@ -166,7 +165,7 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
     run_job(spark, tiny, "gold")
     assert silver_rows(spark, tiny).where("userId = 4").count() == 0
     assert_serving_equals_recompute(spark, tiny)
-    assert merged_batches(spark, tiny) == 0  # the recompute's note: it covers batch 0
+    assert silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 0}  # the recompute's note: it covers batch 0
 
 
 def test_a_recompute_refuses_to_drop_merged_events_whose_log_is_missing(spark, tiny):
@@ -196,7 +195,7 @@ def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dr
 
     monkeypatch.setattr(silver, "merged_progress", progress_then_a_merge)
     run_job(spark, tiny, "silver")
-    assert landed and merged_batches(spark, tiny) == 1
+    assert landed and silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 1}
     assert silver_rows(spark, tiny).where("userId = 4").collect() == [(4, 11, 2.0, T0 + 20)]
     run_job(spark, tiny, "gold")
     assert_serving_equals_recompute(spark, tiny)
