@@ -109,6 +109,14 @@ def bias_candidates(bias: Bias, users: DataFrame, items: DataFrame) -> DataFrame
     return users.select("userId").crossJoin(F.broadcast(best))
 
 
+def popularity_candidates(train: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    """(userId, movieId, score): each given user against each given movie, scored by the movie's
+    number of ratings in train (the most-popular baseline; top_k_unseen removes what a user rated)."""
+    counts = train.join(items.select("movieId"), "movieId", "left_semi").groupBy("movieId") \
+        .agg(F.count("*").cast("double").alias("score"))
+    return users.select("userId").distinct().crossJoin(F.broadcast(counts))
+
+
 def evaluate(predictions: DataFrame, recommended: DataFrame, test: DataFrame, relevant: float, k: int) -> dict:
     """RMSE and MAE of predictions (rating, prediction) on test; precision@k and NDCG@k of the
     recommended lists (userId, movieId, rank) against each test user's relevant movies."""

@@ -173,3 +173,25 @@ def test_scoring_before_any_training_says_so(spark, tmp_path):
     cfg = load_config("test", [f"lake.root={tmp_path / 'lake'}"])
     with pytest.raises(SourceError, match="no 'champion' version of model movielens_als .*: run the train job first"):
         score.run(spark, cfg)
+
+
+def test_popularity_ranks_each_users_unseen_movies_by_rating_count(spark):
+    """Oracle: count the ratings of each movie in plain Python, drop what the user rated, sort."""
+    from jobs.recommender import popularity_candidates, top_k_unseen
+
+    train_rows = [(1, 10, 4.0), (2, 10, 3.0), (3, 10, 5.0), (1, 20, 2.0), (2, 20, 4.0), (3, 30, 1.0),
+                  (4, 40, 5.0), (2, 40, 4.0), (4, 50, 3.0)]
+    train = spark.createDataFrame(train_rows, "userId int, movieId int, rating double")
+    users = spark.createDataFrame([(1,), (3,), (5,)], "userId int")
+    items = spark.createDataFrame([(10,), (20,), (30,), (40,)], "movieId int")   # 50 is not eligible
+    k = 2
+    got = top_k_unseen(popularity_candidates(train, users, items), train, k).toPandas()
+    counts = {}
+    for _, movie, _ in train_rows:
+        counts[movie] = counts.get(movie, 0) + 1
+    for user in (1, 3, 5):
+        seen = {m for u, m, _ in train_rows if u == user}
+        expected = sorted((m for m in (10, 20, 30, 40) if m not in seen), key=lambda m: (-counts[m], m))[:k]
+        mine = got[got.userId == user].sort_values("rank")
+        assert list(mine.movieId) == expected, user
+        assert list(mine.score) == [float(counts[m]) for m in expected]
