@@ -63,6 +63,7 @@ class Config:
 SECRET_KEY = re.compile(r"secret|password|passwd|token|credential(?!s?[._]provider)|access[._]?key|session[._]?key",
                         re.IGNORECASE)
 REDACTED = "*** redacted ***"
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def redact(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,14 +85,24 @@ def load_config(
     environ = os.environ if environ is None else environ
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
-            key = name[len(ENV_PREFIX):].lower().replace("__", ".")
-            _set_dotted(data, key, _parse_scalar(raw), origin=f"environment variable {name}")
+            _set_dotted(data, _environ_key(name[len(ENV_PREFIX):]), _parse_scalar(raw),
+                        origin=f"environment variable {name}")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--conf expects key=value, got '{item}'")
         _set_dotted(data, key.strip(), _parse_scalar(raw), origin=f"--conf {item}")
     return _validated(data, env)
+
+
+def _environ_key(name: str) -> str:
+    """SPARK__CONF__spark.sql.session.timeZone → spark.conf.spark.sql.session.timeZone: section names
+    are upper case by habit, but a free-form key is taken as written (Spark's keys are case-sensitive)."""
+    parts = name.split("__")
+    for i in range(len(parts)):
+        if _is_open(".".join(parts[: i + 1]).lower()):
+            return ".".join([p.lower() for p in parts[: i + 1]] + parts[i + 1:])
+    return ".".join(parts).lower()
 
 
 def _parse_scalar(raw: str) -> Any:
@@ -230,6 +241,9 @@ _CHECKS = {
     "s3.multipart_threshold_mb": _positive,
     "s3.multipart_chunk_mb": lambda v: None if _is_number(v) and v >= 5 else "must be at least 5 (S3's smallest part)",
     "stream.source": _one_of("files", "kafka"),
+    # A folder name (the checkpoint) and the idempotent-write app id: nothing that walks out of a folder.
+    "stream.query_name": lambda v: None if isinstance(v, str) and SAFE_NAME.fullmatch(v) else
+    "must be 1 to 64 characters of A-Z a-z 0-9 _ -",
     "stream.trigger": _one_of("available_now", "processing_time"),
     "stream.late_policy": _one_of("accept", "quarantine"),
     "stream.holdback_fraction": _fraction,

@@ -152,3 +152,35 @@ def test_with_overrides_leaves_the_original_unchanged():
     cfg.with_overrides({"spark.shuffle_partitions": 4, "spark.conf.spark.sql.foo": "bar"})
     assert cfg["spark.shuffle_partitions"] == 2
     assert "spark.sql.foo" not in cfg["spark.conf"]
+
+
+def test_environment_override_keeps_the_case_of_a_free_form_key():
+    # Spark's keys are case-sensitive: lower-casing made this 'spark.sql.session.timezone', another key.
+    cfg = load_config("test", environ={"LAKEJOBS__SPARK__CONF__spark.sql.session.timeZone": "Europe/Paris"})
+    assert cfg["spark.conf"]["spark.sql.session.timeZone"] == "Europe/Paris"
+    assert "spark.sql.session.timezone" not in cfg["spark.conf"]
+
+
+def test_environment_override_section_names_stay_case_insensitive():
+    cfg = load_config("test", environ={"LAKEJOBS__stream__Query_Name": "speed_b",
+                                       "LAKEJOBS__SPARK__CONF__spark.sql.ansi.enabled": "false"})
+    assert cfg["stream.query_name"] == "speed_b"
+    assert cfg["spark.conf"]["spark.sql.ansi.enabled"] is False
+
+
+@pytest.mark.parametrize("name", ["../../bronze/x", "a/b", "..", "", "with space", "dot.ted", "x" * 65,
+                                  "tab\tname", "é"])
+def test_an_unsafe_stream_query_name_is_refused_at_load(name):
+    # The name is a checkpoint folder and the idempotent-write app id: '../../bronze/x' put a checkpoint
+    # inside a table's folder.
+    with pytest.raises(ConfigError) as err:
+        load_config("test", environ={"LAKEJOBS__STREAM__QUERY_NAME": name} if name else NO_ENV,
+                    overrides=[] if name else ["stream.query_name="])
+    assert str(err.value).startswith("config key 'stream.query_name' must be 1 to 64 characters of "
+                                     "A-Z a-z 0-9 _ -, got ")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["speed_ratings_merge", "speed-2", "A9", "x" * 64])
+def test_a_safe_stream_query_name_is_accepted(name):
+    assert load_config("test", [f"stream.query_name={name}"], environ=NO_ENV)["stream.query_name"] == name
