@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -35,6 +35,7 @@ LEDGER_SCHEMA = T.StructType([
     T.StructField("error", T.StringType()),
     T.StructField("started_at", T.TimestampType()),
     T.StructField("ended_at", T.TimestampType()),
+    T.StructField("logical_date", T.DateType()),      # the day an orchestrator's run stands for (Airflow's ds); null: none given
 ])
 
 
@@ -55,6 +56,7 @@ class RunRecord:
     params: dict
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    logical_date: date | None = None
 
 
 def record(spark: SparkSession, cfg: Config, run: RunRecord, result: RunResult | None,
@@ -65,7 +67,7 @@ def record(spark: SparkSession, cfg: Config, run: RunRecord, result: RunResult |
         run.run_id, run.job, run.env, version(), json.dumps(redact(run.params), sort_keys=True, default=str),
         [_ref(t) for t in result.reads], [_ref(t) for t in result.writes],
         {k: int(v) for k, v in result.counts.items()},
-        status, error, run.started_at, datetime.now(timezone.utc),
+        status, error, run.started_at, datetime.now(timezone.utc), run.logical_date,
     )
     tables.append(spark.createDataFrame([row], LEDGER_SCHEMA), cfg, LEDGER_TABLE)
 

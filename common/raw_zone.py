@@ -96,19 +96,26 @@ def wait_for(cfg: Config, snapshot_id: str, timeout_s: float, poll_s: float) -> 
     time (up to MAX_POLL_S); after timeout_s fail naming the marker it waited for."""
     deadline, pause = time.monotonic() + timeout_s, poll_s
     while True:
-        snapshot = find(cfg, snapshot_id)
+        snapshot = poke(cfg, snapshot_id, waited_s=timeout_s - (deadline - time.monotonic()), timeout_s=timeout_s)
         if snapshot is not None:
             return snapshot
-        left = deadline - time.monotonic()
-        if left <= 0:
-            base = dataset_dir(cfg)
-            which = (f"no snapshot is complete in {base} (no {lake_files.join(base, '<snapshot>', MARKER)} marker)"
-                     if snapshot_id == "latest" else
-                     f"snapshot '{snapshot_id}' is not complete (no marker {lake_files.join(base, snapshot_id, MARKER)})")
-            raise SensorTimeout(f"sensor gave up after {timeout_s:g}s: {which}; run the extract job first, "
-                                "or raise sensor.timeout_s")
-        time.sleep(min(pause, left))
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, max(MAX_POLL_S, poll_s))
+
+
+def poke(cfg: Config, snapshot_id: str, waited_s: float, timeout_s: float) -> Snapshot | None:
+    """One look of the sensor: the snapshot if it is complete, None while waited_s < timeout_s, else
+    SensorTimeout naming the marker. An orchestrator that frees its worker between looks (Airflow's
+    reschedule mode, `lakejobs sense`) keeps the time waited itself."""
+    snapshot = find(cfg, snapshot_id)
+    if snapshot is None and waited_s >= timeout_s:
+        base = dataset_dir(cfg)
+        which = (f"no snapshot is complete in {base} (no {lake_files.join(base, '<snapshot>', MARKER)} marker)"
+                 if snapshot_id == "latest" else
+                 f"snapshot '{snapshot_id}' is not complete (no marker {lake_files.join(base, snapshot_id, MARKER)})")
+        raise SensorTimeout(f"sensor gave up after {timeout_s:g}s: {which}; run the extract job first, "
+                            "or raise sensor.timeout_s")
+    return snapshot
 
 
 def _read(cfg: Config, path: str) -> Snapshot | None:

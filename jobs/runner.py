@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import date
 
 from pyspark.sql import SparkSession
 
@@ -14,10 +15,11 @@ from jobs import registry
 log = logging.getLogger("lakejobs")
 
 
-def run_job(spark: SparkSession, cfg: Config, name: str) -> RunResult:
-    """Run one job; its ledger row says succeeded or failed (with the error) either way."""
+def run_job(spark: SparkSession, cfg: Config, name: str, logical_date: date | None = None) -> RunResult:
+    """Run one job; its ledger row says succeeded or failed (with the error) either way, and carries
+    the logical date an orchestrator ran it for (Airflow's ds), if any."""
     job = registry.get(name)
-    run = RunRecord(job=name, env=cfg.env, params=cfg.flat())
+    run = RunRecord(job=name, env=cfg.env, params=cfg.flat(), logical_date=logical_date)
     log.info("job %s: run %s started (lakejobs %s from %s)", name, run.run_id, version(),
              os.path.dirname(os.path.dirname(registry.__file__)))
     try:
