@@ -254,6 +254,7 @@ _CHECKS = {
     "ml.max_iters": _positive_ints,
     "ml.blocks": _positive,
     "ml.top_k": _positive,
+    "ml.candidate_buffer": lambda v: None if isinstance(v, int) and v >= 0 else "must be a whole number >= 0",
     "ml.baseline_reg": _positive,
     "ml.relevant_rating": _positive,
     "ml.min_user_ratings": _positive,

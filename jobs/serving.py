@@ -1,8 +1,13 @@
-"""The serving layer: gold.movie_stats = the batch view ⊕ the real-time deltas it does not cover.
+"""The serving layer: views that are right at every moment, the batch result corrected by what
+the speed layer merged since.
 
-The batch view records the silver.ratings version it was computed from; the view adds every
-real-time delta of a later version. When the batch layer recomputes, its new batch view covers
-those deltas and they drop out of the sum in the same commit — the retirement is atomic.
+gold.movie_stats = the batch view ⊕ the real-time deltas it does not cover. The batch view records
+the silver.ratings version it was computed from; the view adds every real-time delta of a later
+version. When the batch layer recomputes, its new batch view covers those deltas and they drop out
+of the sum in the same commit — the retirement is atomic.
+
+gold.recommendations = per user, the first ml.top_k of score's candidates (top_k + ml.candidate_buffer,
+none rated at the scored version) that the user has not rated in silver.ratings now.
 """
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from common.config import Config
 SERVING = "gold.movie_stats"
 BATCH = "gold.movie_stats_batch"
 REALTIME = "gold.movie_stats_realtime"
+RECOMMENDATIONS = "gold.recommendations"            # the view: what each user is served now
+CANDIDATES = "gold.recommendation_candidates"       # score's table: top_k + ml.candidate_buffer per user
+RATINGS = "silver.ratings"
 _SQL = """
 WITH batch AS (SELECT * FROM {batch}),
      covered AS (SELECT COALESCE(MAX(silver_version), -1) AS v FROM batch),
@@ -30,6 +38,19 @@ SELECT c.movieId, m.title, m.year, c.rating_count, c.rating_sum,
        (o.mean * {min_votes} + c.rating_sum) / (c.rating_count + {min_votes}) AS bayes_avg
 FROM combined c CROSS JOIN overall o LEFT JOIN {movies} m ON c.movieId = m.movieId
 WHERE c.rating_count > 0
+"""
+
+# Anti-joined with all of silver.ratings rather than the ratings merged since the scored version:
+# the candidates hold no movie rated then, so both remove the same rows, and this one stays right
+# across a batch recompute of silver. A filter on userId reaches silver too (the join key), so
+# serving one user reads that user's ratings only. More than the buffer rated since scoring leaves
+# that list short (k + buffer - rated rows) until the next score: never a movie already rated.
+_RECOMMENDATIONS_SQL = """
+SELECT userId, rank, movieId, score, source, model_name, model_version, silver_version, scored_at FROM (
+  SELECT c.userId, CAST(ROW_NUMBER() OVER (PARTITION BY c.userId ORDER BY c.rank) AS INT) AS rank,
+         c.movieId, c.score, c.source, c.model_name, c.model_version, c.silver_version, c.scored_at
+  FROM {candidates} c LEFT ANTI JOIN {ratings} r ON c.userId = r.userId AND c.movieId = r.movieId)
+WHERE rank <= {k}
 """
 
 
@@ -48,25 +69,45 @@ def movie_stats(spark: SparkSession, cfg: Config) -> DataFrame:
     return spark.sql(serving_sql(cfg))
 
 
+def recommendations_sql(cfg: Config) -> str:
+    return _RECOMMENDATIONS_SQL.format(candidates=_ref(cfg, CANDIDATES), ratings=_ref(cfg, RATINGS),
+                                       k=int(cfg["ml.top_k"]))
+
+
+def recommendations(spark: SparkSession, cfg: Config) -> DataFrame:
+    """What each user is served now, as a DataFrame (what `SELECT * FROM gold.recommendations` returns)."""
+    return spark.sql(recommendations_sql(cfg))
+
+
+def _views(cfg: Config) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Each view: the tables it reads, and its SQL."""
+    return {SERVING: ((BATCH, REALTIME, "silver.movies"), serving_sql(cfg)),
+            RECOMMENDATIONS: ((CANDIDATES, RATINGS), recommendations_sql(cfg))}
+
+
 def register(spark: SparkSession, cfg: Config) -> list[str]:
-    """Make every table readable by its logical name in Spark SQL, and create the serving view.
+    """Make every table readable by its logical name in Spark SQL, and create the serving views.
 
     With a lake folder the tables go into the session's catalog as external tables; with a
     catalog (Databricks) they are there already and only the view is (re)created.
     """
     registered = []
+    views = _views(cfg)
     for layer in tables.LAYERS:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
     if not cfg["lake.catalog"]:
         for name in tables.known_tables(cfg):
+            if name in views:  # a lake scored before gold.recommendations became a view holds a stale table there
+                continue
             if tables.exists(spark, cfg, name):
                 spark.sql(f"DROP TABLE IF EXISTS {name}")  # an external table: the data stays
                 spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{tables.location(cfg, name)}'")
                 registered.append(name)
-    if not all(tables.exists(spark, cfg, name) for name in (BATCH, REALTIME, "silver.movies")):
-        return registered  # the layers it combines are not there yet: no view to make
-    spark.sql(f"CREATE OR REPLACE VIEW {SERVING} AS {serving_sql(cfg)}")
-    return registered + [SERVING]
+    for view, (reads, sql) in views.items():
+        if all(tables.exists(spark, cfg, name) for name in reads):  # else the layers it combines are not there yet
+            spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+            registered.append(view)
+    return registered
 
 
 def top_movies(spark: SparkSession, cfg: Config, n: int = 10) -> list[str]:
