@@ -30,10 +30,14 @@ S3_PORT ?= 9000
 S3_CONF  = --conf s3.endpoint=http://127.0.0.1:$(S3_PORT) --conf s3.path_style_access=true
 CLUSTER_DIR  ?= lake/state/cluster
 CLUSTER_PORT ?= 7077
+AIRFLOW_VENV := .airflow/venv
+AIRFLOW_DIR  ?= .airflow/home
+# Airflow's web UI and API; the Spark cluster's web UI takes 8080 too (beside make cluster-up: AIRFLOW_PORT=8090).
+AIRFLOW_PORT ?= 8080
 # A driver for a master on this machine binds to 127.0.0.1 too (not the host's outside address).
 SUBMIT_ENV = $(if $(findstring 127.0.0.1,$(MASTER)),SPARK_LOCAL_IP=127.0.0.1,)
 
-.PHONY: help setup run pipeline test bench package submit bundle cluster-up cluster-down stream stream-live kafka-up kafka-down mlflow-up mlflow-down s3-up s3-down run-s3 clean distclean
+.PHONY: help setup run pipeline test bench package submit bundle cluster-up cluster-down stream stream-live kafka-up kafka-down mlflow-up mlflow-down s3-up s3-down run-s3 airflow-env airflow-dag airflow-up airflow-down airflow clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -123,9 +127,29 @@ run-s3: setup ## the pipeline with the lake on the local S3 server (s3a://lakejo
 	@$(PY) -c "from common.local_server import listening; exit(0 if listening($(S3_PORT)) else 1)" || $(MAKE) --no-print-directory s3-up
 	$(LAKEJOBS) pipeline --env s3 $(S3_CONF) --conf stream.holdback_fraction=0.05 $(SOURCE_CONF) $(CONF)
 
+airflow-env: $(AIRFLOW_VENV)/.installed ## install Apache Airflow (requirements-airflow.txt) into its own virtualenv, .airflow/venv, once
+
+$(AIRFLOW_VENV)/.installed: requirements-airflow.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -r requirements-airflow.txt
+	touch $@
+
+airflow-dag: $(VENV)/.installed ## regenerate the Airflow DAG (dags/lakejobs_pipeline.py) from conf/pipeline.yaml
+	$(PY) -m jobs.airflow_dag
+
+airflow-up: setup airflow-env ## start Airflow (standalone, sqlite in .airflow/home) with its web UI and REST API on 127.0.0.1:$(AIRFLOW_PORT)
+	$(PY) -m common.local_airflow up --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT)
+
+airflow-down: ## stop Airflow
+	$(PY) -m common.local_airflow down --dir $(AIRFLOW_DIR)
+
+airflow: airflow-env ## the airflow command line for that Airflow: make airflow ARGS="dags trigger lakejobs_pipeline"
+	$(PY) -m common.local_airflow cli --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT) -- $(ARGS)
+
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
 	rm -rf lake lake-s3 dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv and the jars
-	rm -rf $(VENV) .jars .kafka
+	rm -rf $(VENV) .jars .kafka .airflow

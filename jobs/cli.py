@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import date
 
 from common import version
 from common.config import ENVIRONMENTS, load_config
 from common.errors import LakejobsError
+
+NOT_YET = 3  # `lakejobs sense`: the snapshot is not complete yet, look again later
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the jobs")
     run = sub.add_parser("run", parents=[common], help="run one job")
     run.add_argument("job")
+    run.add_argument("--logical-date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                     help="the day this run stands for (an orchestrator's, e.g. Airflow's ds); kept in its ledger row")
+    sense = sub.add_parser("sense", parents=[common], help="one look of the raw-zone sensor (for an orchestrator's "
+                           f"sensor): exit 0 when raw.snapshot is complete, {NOT_YET} while it is not")
+    sense.add_argument("--waited", type=float, default=0.0, metavar="SECONDS",
+                       help="time already waited; from sensor.timeout_s on, fail with the sensor's message")
     pipe = sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
     pipe.add_argument("--plan", action="store_true", help="print the tasks in run order with what each waits for; run nothing")
     sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
@@ -63,6 +72,13 @@ def _dispatch(args) -> int:
             print(f"{name:<12} after: {', '.join(tasks[name].depends_on) or '-'}  {' '.join(tasks[name].conf_args())}".rstrip())
         return 0
     cfg = load_config(args.env, args.conf)
+    if args.command == "sense":  # no Spark: a look at the marker file only
+        from common import raw_zone
+
+        found = raw_zone.poke(cfg, cfg["raw.snapshot"], args.waited, cfg["sensor.timeout_s"])
+        print(f"snapshot {found.id} is complete" if found else
+              f"raw zone: snapshot {cfg['raw.snapshot']} not complete yet ({args.waited:g}s of {cfg['sensor.timeout_s']:g}s)")
+        return 0 if found else NOT_YET
     from common.session import check_master, get_session, session_settings
 
     if args.command == "submit-args":  # so spark-submit and get_session configure Spark one way
@@ -83,7 +99,8 @@ def _dispatch(args) -> int:
     tasks = {args.job: pipeline.Task([])} if args.command == "run" else pipeline.load_tasks()
     for name in pipeline.run_order({name: task.depends_on for name, task in tasks.items()}):
         task_cfg = cfg.with_overrides(tasks[name].conf) if tasks[name].conf else cfg
-        print("\n".join(runner.report(name, runner.run_job(spark, task_cfg, name))), flush=True)
+        result = runner.run_job(spark, task_cfg, name, getattr(args, "logical_date", None))
+        print("\n".join(runner.report(name, result)), flush=True)
     if args.command == "pipeline":
         from jobs.serving import top_movies
 
