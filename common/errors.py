@@ -31,3 +31,8 @@ class ClusterError(LakejobsError):
 
 class QueryError(LakejobsError):
     """A query names a table the lake does not hold, or is not valid Spark SQL."""
+
+
+class ReconciliationError(LakejobsError):
+    """The lines of a landed file do not add up to the rows loaded and quarantined; the message gives
+    both sides and what to do, and the tables the load wrote are back at their earlier versions."""

@@ -1,13 +1,16 @@
 """Schema-on-read of raw CSV lines: typed values for good lines, the first failing check's reason for bad ones."""
 from __future__ import annotations
 
+import csv
+
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from common.schemas import source_schemas
-from jobs.parsing import REASON, bad_rows, classify, good_rows
+from jobs.parsing import REASON, TEXT_CHARS, bad_rows, classify, good_rows
 
+UNTERMINATED = "unterminated quote: the quoted field runs past the end of the line (a newline inside quotes?)"
 SCHEMAS = source_schemas("movielens")
 RATINGS = SCHEMAS["ratings"]
 MOVIES = SCHEMAS["movies"]
@@ -81,7 +84,7 @@ def test_optional_field_may_be_empty(spark):
 
 
 def test_unterminated_quote(spark):
-    assert reason_of(spark, '1,"10,4.0,1500000000') == "unterminated quote"
+    assert reason_of(spark, '1,"10,4.0,1500000000') == UNTERMINATED
 
 
 def test_undecodable_bytes(spark):
@@ -93,7 +96,7 @@ def test_undecodable_bytes(spark):
 
 
 @pytest.mark.parametrize("line, expected", [
-    ('"1,abc,9.0', "unterminated quote"),                              # also wrong count, non-numeric
+    ('"1,abc,9.0', UNTERMINATED),                              # also wrong count, non-numeric
     ("1,abc,9.0", "wrong column count: 3 fields, expected 4"),         # also non-numeric, out of range
     (",abc,9.0,1500000000", "null key: userId is empty"),             # also non-numeric, out of range
     ("1,abc,,1500000000", "non-numeric movieId: 'abc' is not a valid int"),  # also missing rating
@@ -174,3 +177,45 @@ def test_bad_rows_keep_the_exact_bytes_of_an_undecodable_line(spark):
           "undecodable bytes: the line is not valid UTF-8")],
         "source string, line string, line_bytes binary, reason string")
     assert_df_equality(bad, expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("line", [
+    'a,b,c', '"a,b",c', '"a,""b,c""",d', '"",,""', '"a""",b', 'x,"y,z",w', '"a,b","c,d","e,f"', '",",","', '"a"b,c',
+])
+def test_field_count_agrees_with_pythons_csv_module(spark, line):
+    from jobs.parsing import field_count
+
+    df = spark.createDataFrame([(line,)], "value string")
+    (expected,) = csv.reader([line], quotechar='"', doublequote=True)
+    assert df.select(field_count(F.col("value"))).first()[0] == len(expected)
+
+
+def test_a_line_over_the_cap_is_quarantined_without_being_parsed(spark):
+    good = "1,10, 4.0,1500000000"
+    at_cap = good.replace(" ", " " * (100 - len(good) + 1))  # whitespace around a number is trimmed
+    over = at_cap.replace(" ", "  ", 1)
+    assert (len(at_cap), len(over)) == (100, 101)
+    lines = spark.createDataFrame([(at_cap,), (over,)], "value string")
+    parsed = classify(lines, RATINGS, max_line_bytes=100).select("userId", "rating", REASON)
+    expected = spark.createDataFrame(
+        [(1, 4.0, None), (None, None, "line too long: 101 bytes, over sources.max_line_bytes (100); not parsed")],
+        "userId int, rating double, _reason string")
+    assert_df_equality(parsed, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_huge_quarantined_line_keeps_all_its_bytes_and_a_readable_start(spark):
+    line = '1,"' + "ab,cd," * 5000 + '",4.0,1500000000'
+    lines = spark.createDataFrame([(line,)], "value string")
+    (row,) = bad_rows(classify(lines, RATINGS, max_line_bytes=1000), "ratings", []).collect()
+    assert row.reason == f"line too long: {len(line)} bytes, over sources.max_line_bytes (1000); not parsed"
+    assert bytes(row.line_bytes) == line.encode()
+    assert row.line == line[:TEXT_CHARS] + "…"
+
+
+def test_a_lone_carriage_return_outside_quotes_is_named(spark):
+    assert reason_of(spark, "1,10,4.0\r,1500000000") == "carriage return (CR) outside quotes: other CSV readers end the line there"
+
+
+def test_a_carriage_return_inside_quotes_is_part_of_the_value(spark):
+    lines = spark.createDataFrame([('7,"Heat\r(1995)",Drama',)], "value string")
+    assert [tuple(r) for r in classify(lines, MOVIES).select("title", REASON).collect()] == [("Heat\r(1995)", None)]
