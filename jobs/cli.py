@@ -94,7 +94,9 @@ def _dispatch(args) -> int:
         print("\n".join(show_tables(spark, cfg)))
         return 0
     if args.command == "query":
-        _query(spark, cfg, args.sql, args.limit)
+        from jobs import query
+
+        query.run(spark, cfg, args.sql, args.limit)
         return 0
     tasks = {args.job: pipeline.Task([])} if args.command == "run" else pipeline.load_tasks()
     for name in pipeline.run_order({name: task.depends_on for name, task in tasks.items()}):
@@ -107,25 +109,6 @@ def _dispatch(args) -> int:
         print("\nThe lake now holds:\n" + "\n".join(show_tables(spark, cfg)))
         print("\n".join(top_movies(spark, cfg)))
     return 0
-
-
-def _query(spark, cfg, sql: str, limit: int) -> None:
-    """Print what a Spark SQL query over the lake's tables returns; a query Spark cannot resolve or
-    parse is the user's to fix, so it is one line naming the problem and the tables there are."""
-    from pyspark.errors import AnalysisException
-    from pyspark.logger import PySparkLogger
-
-    from common.errors import QueryError
-    from jobs import serving
-
-    # PySpark also logs each SQL error with the JVM's stack trace; the error itself is reported below.
-    PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
-    readable = serving.register(spark, cfg)
-    try:
-        spark.sql(sql).show(limit, truncate=False)
-    except AnalysisException as e:  # ParseException is one too
-        problem = str(e).strip().splitlines()[0]
-        raise QueryError(f"{problem} -- tables here: {', '.join(readable) or 'none yet (make run)'}") from None
 
 
 def entry() -> None:
