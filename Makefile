@@ -77,7 +77,7 @@ package: $(VENV)/.installed ## build the wheel, the --py-files zip and the spark
 	$(PY) -m common.package --dist $(DIST)
 
 submit: setup package ## run JOB=... through spark-submit (MASTER=local[*] by default, or spark://127.0.0.1:7077 after cluster-up)
-	set -e; args=$$($(LAKEJOBS) submit-args --env $(ENV) --master '$(MASTER)' $(CONF)); \
+	set -e; args=$$($(LAKEJOBS) submit-args --env $(ENV) --master '$(MASTER)' --properties-file $(DIST)/spark-submit.properties $(CONF)); \
 	$(SUBMIT_ENV) $(VENV)/bin/spark-submit --master '$(MASTER)' --name lakejobs-$(JOB) $$args \
 	  --py-files $(DIST)/lakejobs-$(VERSION).zip $(DIST)/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
 

@@ -59,17 +59,43 @@ class Config:
         return dict(_flatten(self.data))
 
 
-# A key that names a secret: its value is never recorded (ledger, MLflow), whoever put it in the config.
-SECRET_KEY = re.compile(r"secret|password|passwd|token|credential(?!s?[._]provider)|access[._]?key|session[._]?key",
-                        re.IGNORECASE)
+# A key that names a secret: its value is never recorded (ledger, MLflow, _SUCCESS.json), whoever put
+# it in the config. Cloud connectors name theirs in many ways: fs.s3a.secret.key, fs.s3a.session.token,
+# fs.azure.account.key.<account>, fs.azure.sas.<container>.<account>, ...auth.service.account.private.key.
+SECRET_KEY = re.compile(r"secret|password|passwd|token|credential(?!s?[._]provider)|signature"
+                        r"|(access|session|account|private|encryption|api|client|signing)[._-]?key"
+                        r"|(^|[._-])(sas|sig|pwd)([._-]|$)", re.IGNORECASE)
 REDACTED = "*** redacted ***"
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A URL's userinfo (user:password@) and its query and fragment, where presigned and SAS URLs carry
+# their signature: ?X-Amz-Signature=..., ?sig=..., #access_token=...
+_URL_SECRETS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#]*)"
+                          r"(?P<query>[?#]\S*)?")
+
+
+def redact_text(text: str) -> str:
+    """Text with the secrets a URL can carry replaced:
+    'https://u:p@h/x.zip?sig=abc' → 'https://***@h/x.zip?*** redacted ***'."""
+    def scrub(m: re.Match) -> str:
+        userinfo = "***@" if m["userinfo"] else ""
+        query = f"{m['query'][0]}{REDACTED}" if m["query"] and len(m["query"]) > 1 else (m["query"] or "")
+        return f"{m['scheme']}{userinfo}{m['rest']}{query}"
+    return _URL_SECRETS.sub(scrub, text)
 
 
 def redact(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of (flat) parameters with the value of every secret-looking key replaced, in nested maps too."""
-    return {k: redact(v) if isinstance(v, Mapping) else REDACTED if SECRET_KEY.search(k) and v not in (None, "") else v
+    """A copy of (flat) parameters fit to record: the value of every secret-looking key replaced, in
+    nested maps too, and the secrets of URLs in any other string value (see redact_text)."""
+    return {k: REDACTED if SECRET_KEY.search(k) and v not in (None, "") else _redact_value(v)
             for k, v in params.items()}
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(v) for v in value]
+    return redact_text(value) if isinstance(value, str) else value
 
 
 def load_config(

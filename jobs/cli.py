@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
     submit = sub.add_parser("submit-args", parents=[common], help="print the spark-submit options (jars, Delta) for --env")
     submit.add_argument("--master", help="fail with a clear message unless this Spark master answers (spark://host:port)")
+    submit.add_argument("--properties-file", metavar="PATH", help="where to write the Spark settings, readable by "
+                        "you only (default: a new temporary file)")
     return p
 
 
@@ -84,7 +86,9 @@ def _dispatch(args) -> int:
     if args.command == "submit-args":  # so spark-submit and get_session configure Spark one way
         if args.master:
             check_master(args.master)
-        print(" ".join(f"--conf {k}={v}" for k, v in session_settings(cfg).items()))
+        # In a file only the owner reads, not as --conf arguments: `ps` shows any process's arguments
+        # to every user of the machine, spark.conf's secrets with them.
+        print(f"--properties-file {_write_properties(session_settings(cfg), args.properties_file)}")
         return 0
     from jobs import runner
     from jobs.show import show_tables
@@ -109,6 +113,31 @@ def _dispatch(args) -> int:
         print("\nThe lake now holds:\n" + "\n".join(show_tables(spark, cfg)))
         print("\n".join(top_movies(spark, cfg)))
     return 0
+
+
+def _write_properties(settings: dict[str, str], path: str | None) -> str:
+    """Write settings as a Java properties file with mode 0600 from its first byte (mkstemp), replacing
+    any file at path whole, so an old one readable by others does not keep its mode; returns the path."""
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path)) if path else None
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fd, staged = tempfile.mkstemp(prefix=".lakejobs-spark-", suffix=".properties", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(f"{_escape(k, key=True)}={_escape(v, key=False)}\n" for k, v in settings.items())
+    if not path:
+        return staged
+    os.replace(staged, path)
+    return path
+
+
+def _escape(text: str, key: bool) -> str:
+    """java.util.Properties syntax: backslash escapes; a key also escapes its separators and spaces."""
+    special = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}
+    return "".join(special.get(c) or (f"\\{c}" if (key and c in "=: #!") or (c == " " and i == 0) else c)
+                   for i, c in enumerate(str(text)))
 
 
 def entry() -> None:

@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Callable
 
-from common.config import Config
+from common.config import Config, redact_text
 from common.errors import SourceError
 from jobs.generator import GeneratorSpec, generate
 
@@ -42,8 +42,8 @@ def plan(cfg: Config, files: list[str]) -> SourcePlan:
         return SourcePlan(f"dir-{digest[:16]}", lambda out: _copy(folder, files, out),
                           f"folder {os.path.abspath(folder)}")
     zip_path, digest = download(cfg["source.url"], cfg["source.sha256"])
-    return SourcePlan(f"zip-{digest[:16]}", lambda out: _unzip(zip_path, files, out), f"url {cfg['source.url']}",
-                      cleanup=lambda: os.unlink(zip_path))
+    return SourcePlan(f"zip-{digest[:16]}", lambda out: _unzip(zip_path, files, out),
+                      f"url {redact_text(cfg['source.url'])}", cleanup=lambda: os.unlink(zip_path))
 
 
 def _copy(folder: str, files: list[str], out: str) -> None:
@@ -68,12 +68,12 @@ def download(url: str, sha256: str | None) -> tuple[str, str]:
     if sha256:
         if sha.hexdigest() != sha256.lower():
             os.unlink(path)
-            raise SourceError(f"checksum mismatch for {url}: sha256 {sha.hexdigest()}, expected {sha256}")
+            raise SourceError(f"checksum mismatch for {redact_text(url)}: sha256 {sha.hexdigest()}, expected {sha256}")
     else:
         expected = _published_md5(url)
         if md5.hexdigest() != expected:
             os.unlink(path)
-            raise SourceError(f"checksum mismatch for {url}: md5 {md5.hexdigest()}, published {expected}")
+            raise SourceError(f"checksum mismatch for {redact_text(url)}: md5 {md5.hexdigest()}, published {expected}")
     return path, sha.hexdigest()
 
 
@@ -81,9 +81,9 @@ def _open(url: str):
     try:
         return urllib.request.urlopen(url, timeout=60)
     except urllib.error.HTTPError as e:
-        raise SourceError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+        raise SourceError(f"cannot download {redact_text(url)}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise SourceError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+        raise SourceError(f"cannot download {redact_text(url)}: {getattr(e, 'reason', e)}") from None
 
 
 def _published_md5(url: str) -> str:
