@@ -31,7 +31,7 @@ LEDGER_SCHEMA = T.StructType([
     T.StructField("reads", T.ArrayType(_TABLE_REF)),
     T.StructField("writes", T.ArrayType(_TABLE_REF)),
     T.StructField("counts", T.MapType(T.StringType(), T.LongType())),
-    T.StructField("status", T.StringType(), False),    # succeeded | failed
+    T.StructField("status", T.StringType(), False),    # succeeded | failed | interrupted (SIGINT, SIGTERM)
     T.StructField("error", T.StringType()),
     T.StructField("started_at", T.TimestampType()),
     T.StructField("ended_at", T.TimestampType()),

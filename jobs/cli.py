@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except LakejobsError as e:  # the user's to fix: one clear line, no stack trace
         print(f"lakejobs: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the ledger has the run as interrupted (jobs/runner.py)
+        print(f"lakejobs: {e or 'interrupted by SIGINT'}", file=sys.stderr)
+        return 128 + getattr(e, "signum", 2)
 
 
 def _dispatch(args) -> int:
