@@ -71,12 +71,14 @@ def read_only(spark: SparkSession, cfg: Config, sql: str, readable: list[str]) -
                 raise QueryError(f"refused: options on table {'.'.join(parts)}")
         _check_functions(node)
     df = spark.sql(sql)  # analysed now, still not run: a query is lazy
-    allowed = {name.lower() for name in readable}
-    for node in _nodes(df._jdf.queryExecution().analyzed(), stop_at_views=allowed):
+    views = {name.lower() for name in readable}
+    for node in _nodes(df._jdf.queryExecution().analyzed(), stop_at_views=views):
         kind = _kind(node)
         if node.children().isEmpty() and node.innerChildren().isEmpty() and kind not in _INLINE_LEAVES:
             name = _table_name(node)
-            if name is None or name not in allowed:
+            # With a catalog (Databricks) the lake's tables are the catalog's <layer> schemas; with a
+            # folder, the ones serving.register made readable in this session.
+            if name is None or not (name in views or (cfg["lake.catalog"] and name.split(".")[0] in tables.LAYERS)):
                 raise QueryError(f"refused: the query reads {name or kind}, which is not a table of the lake")
         _check_functions(node)
     return df

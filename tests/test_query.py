@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.config import load_config
+from common.errors import QueryError
 from jobs import cli, serving
 
 RATINGS = [(1, 10, 4.0, 100), (1, 20, 3.0, 200), (2, 10, 5.0, 300), (3, 30, 2.0, 400)]
@@ -142,3 +143,17 @@ def test_select_cte_join_subquery_and_the_serving_view_still_work(spark, lake_cf
     assert query(lake_cfg, "SELECT title FROM silver.movies ORDER BY movieId LIMIT 2") == 0
     printed = capsys.readouterr().out
     assert "Ten" in printed and "Twenty" in printed and "Thirty" not in printed
+
+
+def test_with_a_catalog_the_lake_is_its_layer_schemas(spark, lake_cfg):
+    """lake.catalog set (Databricks): the tables are the catalog's, not registered by the session."""
+    from jobs import query as read_only_query
+
+    in_catalog = lake_cfg.with_overrides({"lake.catalog": "spark_catalog"})
+    views = ["gold.movie_stats"]
+    got = read_only_query.read_only(spark, in_catalog, "SELECT COUNT(*) AS n FROM spark_catalog.silver.ratings", views)
+    assert got.collect()[0].n == len(RATINGS)
+    assert read_only_query.read_only(spark, in_catalog, "SELECT * FROM gold.movie_stats", views).count() == 3
+    for sql in ("SELECT * FROM default.outside", "SELECT * FROM spark_catalog.default.outside"):
+        with pytest.raises(QueryError, match="refused: .*outside is not a table of the lake"):
+            read_only_query.read_only(spark, in_catalog, sql, views)
