@@ -75,6 +75,7 @@ with DAG(
     speed = lakejobs_run('speed', '--conf', 'stream.trigger=available_now')
     train = lakejobs_run('train')
     score = lakejobs_run('score')
+    maintain = lakejobs_run('maintain', '--conf', 'maintain.every_h=24')
     [extract, raw_zone_landed] >> full_load
     [extract, raw_zone_landed] >> simulate
     [full_load] >> silver
@@ -82,4 +83,5 @@ with DAG(
     [simulate, gold] >> speed
     [speed] >> train
     [train] >> score
+    [score] >> maintain
     [extract] >> raw_zone_landed

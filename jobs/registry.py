@@ -29,6 +29,7 @@ JOBS: dict[str, str] = {
     "speed": "jobs.speed",
     "train": "jobs.train",
     "score": "jobs.score",
+    "maintain": "jobs.maintain",
 }
 
 
