@@ -36,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     pipe = sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
     pipe.add_argument("--plan", action="store_true", help="print the tasks in run order with what each waits for; run nothing")
     sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
+    status = sub.add_parser("status", parents=[common], help="last run of each task, tables, stream lag, champion model; "
+                            "exit 1 when a task failed or a table is stale")
+    history = sub.add_parser("history", parents=[common], help="past runs from the ledger, newest first")
+    history.add_argument("task", nargs="?", help="only this task's runs")
+    history.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
+    for command in (status, history):
+        command.add_argument("--json", action="store_true", help="JSON for machines")
     query = sub.add_parser("query", parents=[common], help="run Spark SQL over the tables, by logical name")
     query.add_argument("sql", help='e.g. "SELECT * FROM gold.movie_stats ORDER BY bayes_avg DESC LIMIT 10"')
     query.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
@@ -100,6 +107,10 @@ def _dispatch(args) -> int:
     if args.command == "tables":
         print("\n".join(show_tables(spark, cfg)))
         return 0
+    if args.command in ("status", "history"):
+        from jobs import status_text
+
+        return status_text.command(spark, cfg, args)
     if args.command == "query":
         from jobs import query
 
