@@ -82,3 +82,12 @@ def test_a_query_on_a_table_the_lake_lacks_is_one_clear_line(tmp_path):
     error = [line for line in done.stderr.splitlines() if line.startswith("lakejobs: error:")]
     assert len(error) == 1 and "TABLE_OR_VIEW_NOT_FOUND" in error[0] and "`gold`.`movie_stats`" in error[0], done.stderr
     assert error[0].endswith("tables here: none yet (make run)")
+
+
+def test_a_query_that_writes_is_refused_in_one_line_without_a_stack(tmp_path):
+    done = lakejobs("query", "DELETE FROM silver.ratings", "--env", "test", "--conf", f"lake.root={tmp_path}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "\tat " not in done.stderr  # neither Python's nor the JVM's stack
+    error = [line for line in done.stderr.splitlines() if line.startswith("lakejobs: error:")]
+    assert error == ["lakejobs: error: refused: DeleteFromTable is not part of a read-only query; `lakejobs query` "
+                     "runs one SELECT over the lake's tables -- tables here: none yet (make run)"], done.stderr
