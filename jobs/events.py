@@ -1,15 +1,18 @@
 """Rating events for the speed layer: held-back ratings in event-time order, with injected faults.
 
 Pure and seeded: the same ratings and settings give the same lines, so a test can compute what
-the stream must produce from the lines alone.
+the stream must produce from the lines alone. A held-back line that is not a well-formed rating
+travels on as a malformed event, for the speed layer to quarantine with its reason: every source
+line ends in one table.
 """
 from __future__ import annotations
 
+import csv
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 MALFORMED = [
     '{"userId": 1, "movieId": ',                                      # cut off mid-record
@@ -18,6 +21,22 @@ MALFORMED = [
     '{"movieId": 2, "rating": 4.0, "timestamp": 1}',                   # no userId
     'not json at all',
 ]
+
+
+@dataclass(frozen=True)
+class Rating:
+    userId: int
+    movieId: int
+    rating: float
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """A held-back line that is not a well-formed rating, already as the event line that carries it."""
+
+    line: str
+    timestamp: int  # its place in event-time order (0 when it has none)
 
 
 @dataclass(frozen=True)
@@ -33,17 +52,58 @@ def event_line(user: int, movie: int, rating: float, timestamp: int) -> str:
     return json.dumps({"userId": int(user), "movieId": int(movie), "rating": float(rating), "timestamp": int(timestamp)})
 
 
-def replay_lines(ratings: pd.DataFrame, faults: Faults, seed: int, late_by: int = 50) -> list[str]:
+def read_held_back(data: bytes) -> list[Rating | Unparsed]:
+    """The data lines of a held-back ratings CSV (header first), one item per line, as they are cut
+    (on \\n, as extract's hold-back cuts them)."""
+    header, *lines = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+    if lines and lines[-1] == b"":
+        lines.pop()  # the file's final newline
+    names = next(csv.reader([header.decode("utf-8")]))
+    return [_held_back_row(line, names) for line in lines]
+
+
+def _held_back_row(raw: bytes, names: list[str]) -> Rating | Unparsed:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # sent as the same bytes: the speed layer names them undecodable
+        return Unparsed(raw.decode("utf-8", "surrogateescape"), _last_int(raw.decode("latin-1")))
+    fields = next(csv.reader([text]), [])
+    if len(fields) != len(names):  # a JSON string, not an object: no field of it can be taken as a rating's
+        return Unparsed(json.dumps(text), _last_int(text))
+    try:
+        rating = Rating(int(fields[0]), int(fields[1]), float(fields[2]), int(fields[3]))
+        if math.isfinite(rating.rating):
+            return rating
+    except ValueError:
+        pass
+    # The fields as the source wrote them, as strings (an empty one as null, as the CSV reader takes
+    # it): the speed layer types and checks them the way the full-load does, with the same reasons.
+    return Unparsed(json.dumps({n: f if f != "" else None for n, f in zip(names, fields)}), _last_int(text))
+
+
+def _last_int(text: str) -> int:
+    try:
+        return int(text.rsplit(",", 1)[-1])
+    except ValueError:
+        return 0
+
+
+def replay_lines(rows: list[Rating | Unparsed], faults: Faults, seed: int, late_by: int = 50) -> list[str]:
     """JSON lines in send order: ratings by event time, each fault applied to a seeded share of them.
 
     duplicate: the same line twice; rerating: a later event for the same (user, movie) with another
     rating; out_of_order: swapped with the next line; late: sent `late_by` lines after its turn;
-    malformed: a broken record (the original event is lost, as it would be upstream).
+    malformed: a broken record (the original event is lost, as it would be upstream). A row that was
+    malformed in the source is sent once, as it is, and draws no fault.
     """
     rng = np.random.default_rng(seed)
-    ordered = ratings.sort_values(["timestamp", "userId", "movieId"], kind="stable")
+    ordered = sorted(rows, key=lambda r: (r.timestamp, r.userId, r.movieId) if isinstance(r, Rating)
+                     else (r.timestamp, -1, -1))
     lines: list[str] = []
-    for row in ordered.itertuples(index=False):
+    for row in ordered:
+        if isinstance(row, Unparsed):
+            lines.append(row.line)
+            continue
         if rng.random() < faults.malformed_rate:
             lines.append(MALFORMED[int(rng.integers(len(MALFORMED)))])
             continue

@@ -13,13 +13,12 @@ import json
 import os
 import time
 
-import pandas as pd
 from pyspark.sql import SparkSession
 
 from common import lake_files, raw_zone, tables
 from common.config import Config
 from common.ledger import RunResult
-from jobs.events import Faults, replay_lines
+from jobs.events import Faults, read_held_back, replay_lines
 from jobs.extract import HOLDBACK_FILE
 
 
@@ -39,7 +38,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             "(land one with stream.holdback_fraction > 0, e.g. --conf stream.holdback_fraction=0.1)"])
     faults = Faults(**{k: cfg[f"simulator.{k}"] for k in Faults.__dataclass_fields__})
     with lake_files.open_binary(cfg, snapshot.file(HOLDBACK_FILE)) as held_back:
-        lines = replay_lines(pd.read_csv(held_back), faults, cfg["simulator.seed"])
+        lines = replay_lines(read_held_back(held_back.read()), faults, cfg["simulator.seed"])
     state_path = _state_file(cfg, snapshot.id)
     state = lake_files.read_text(cfg, state_path)
     sent = json.loads(state)["sent"] if state is not None else 0
@@ -66,7 +65,7 @@ class FileSink:
     def __call__(self, offset: int, lines: list[str]) -> None:
         # Written whole (a dot-file renamed, or one S3 PUT): the stream never reads half a file.
         name = lake_files.join(self.folder, f"events-{offset:010d}.json")
-        lake_files.write_bytes(self.cfg, name, ("\n".join(lines) + "\n").encode("utf-8"))
+        lake_files.write_bytes(self.cfg, name, encode("\n".join(lines) + "\n"))
 
     def __str__(self) -> str:
         return self.folder
@@ -79,11 +78,16 @@ class KafkaSink:
         self.spark, self.bootstrap, self.topic = spark, bootstrap, topic
 
     def __call__(self, offset: int, lines: list[str]) -> None:
-        (self.spark.createDataFrame([(line,) for line in lines], "value string").write.format("kafka")
+        (self.spark.createDataFrame([(encode(line),) for line in lines], "value binary").write.format("kafka")
          .option("kafka.bootstrap.servers", self.bootstrap).option("topic", self.topic).save())
 
     def __str__(self) -> str:
         return f"kafka://{self.bootstrap}/{self.topic}"
+
+
+def encode(text: str) -> bytes:
+    """UTF-8, except that the undecodable bytes of a malformed source line are sent back as they were."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def send(lines: list[str], start: int, end: int, sink, per_chunk: int, rate: float, on_chunk) -> int:

@@ -16,13 +16,14 @@ def valid_event(line: str) -> dict | None:
                "rating": float(event["rating"]), "timestamp": int(event["timestamp"])}
     except (ValueError, KeyError, TypeError):
         return None
-    return out if 0.5 <= out["rating"] <= 5.0 else None
+    return out if 0.5 <= out["rating"] <= 5.0 and 0 <= out["timestamp"] <= 4102444800 else None
 
 
 def event_lines(folder: str) -> list[str]:
     lines = []
     for path in sorted(glob.glob(os.path.join(folder, "events-*.json"))):
-        lines += [line for line in open(path, encoding="utf-8").read().splitlines()]
+        # surrogateescape: a malformed source line may be sent on with its undecodable bytes
+        lines += open(path, encoding="utf-8", errors="surrogateescape").read().split("\n")[:-1]
     return lines
 
 
