@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from chispa import assert_df_equality
@@ -90,6 +91,23 @@ def test_the_served_list_drops_movies_rated_after_scoring_and_refills_from_the_c
     assert serving.RECOMMENDATIONS in serving.register(spark, lake)
     assert_df_equality(spark.sql(f"SELECT * FROM {serving.RECOMMENDATIONS}"), served,
                        ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_lake_scored_before_the_view_existed_still_serves_the_view(spark, tmp_path):
+    """Such a lake holds a table at gold/recommendations; the name is the view's, the old table is not registered."""
+    cfg = load_config("test", [f"lake.root={tmp_path / 'lake'}"])
+    candidates = [(1, 1, 10, 3.0, "als", "m", 1, 0, datetime(2026, 1, 1)),
+                  (1, 2, 20, 2.0, "als", "m", 1, 0, datetime(2026, 1, 1))]
+    spark.createDataFrame(candidates, "userId int, rank int, movieId int, score double, source string, model_name string, "
+                          "model_version int, silver_version long, scored_at timestamp") \
+        .write.format("delta").save(tables.location(cfg, serving.CANDIDATES))
+    spark.createDataFrame([(1, 10)], "userId int, movieId int").write.format("delta") \
+        .save(tables.location(cfg, serving.RATINGS))
+    spark.createDataFrame([(1, 1, 99)], "userId int, rank int, movieId int").write.format("delta") \
+        .save(tables.location(cfg, serving.RECOMMENDATIONS))
+    assert serving.RECOMMENDATIONS in serving.register(spark, cfg)
+    served = spark.sql(f"SELECT userId, rank, movieId FROM {serving.RECOMMENDATIONS}").collect()
+    assert [tuple(r) for r in served] == [(1, 1, 20)]  # movie 10 rated, 20 moves up
 
 
 def test_with_no_champion_score_serves_the_popularity_list_and_says_so(spark, lake):
