@@ -250,6 +250,8 @@ def _non_empty_list(item_ok, what: str):
 _positive_ints = _non_empty_list(lambda x: isinstance(x, int) and not isinstance(x, bool) and x > 0,
                                  "positive integers")
 _non_negative_numbers = _non_empty_list(lambda x: _is_number(x) and x >= 0, "numbers >= 0")
+# ALS's regParam: at 0 a user with fewer ratings than the rank makes a singular matrix (a stack trace mid-fit).
+_positive_numbers = _non_empty_list(lambda x: _is_number(x) and x > 0, "numbers > 0")
 
 
 _CHECKS = {
@@ -276,8 +278,16 @@ _CHECKS = {
     "simulator.events_per_file": _positive,
     "ml.test_fraction": _open_fraction,
     "ml.ranks": _positive_ints,
-    "ml.reg_params": _non_negative_numbers,
+    "ml.reg_params": _positive_numbers,
     "ml.max_iters": _positive_ints,
+    "ml.preferences": _non_empty_list(lambda x: x in ("binary", "rating", "centered"),
+                                      "preference encodings (binary, rating, centered)"),
+    "ml.ranking_ranks": _positive_ints,
+    "ml.ranking_reg_params": _positive_numbers,
+    "ml.ranking_alphas": _non_negative_numbers,
+    "ml.ranking_max_iters": _positive_ints,
+    "ml.bootstrap_samples": _positive,
+    "ml.rmse_tolerance": lambda v: None if _is_number(v) and v >= 0 else "must be a number >= 0",
     "ml.blocks": _positive,
     "ml.top_k": _positive,
     "ml.candidate_buffer": lambda v: None if isinstance(v, int) and v >= 0 else "must be a whole number >= 0",

@@ -1,13 +1,13 @@
-"""The recommender's pure parts: the held-out split, the ALS pipeline and its search, the bias
-baseline, and the metrics both are judged by. No MLflow and no tables here."""
+"""The recommender's pure parts: the held-out split, the two models (a rating model for RMSE, a
+ranking model for the top-k), the two baselines (bias, popularity) and the candidates each ranks.
+No MLflow and no tables here; the metrics are in jobs/metrics.py, the search in jobs/tuning.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
+from pyspark.ml.feature import SQLTransformer
 from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit, TrainValidationSplitModel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -23,30 +23,65 @@ def split(ratings: DataFrame, test_fraction: float, seed: int) -> tuple[DataFram
 
 
 def als(seed: int, blocks: int = 10, **params) -> ALS:
-    """ALS on explicit ratings; users or movies unseen in training get no prediction (dropped).
+    """ALS on explicit ratings (here: the bias model's residuals, which are signed, hence
+    nonnegative=False); users or movies unseen in training get no prediction (dropped).
     blocks: partitions of the user and of the item factors (Spark's default 10; fewer is faster
     on small data, where every block is a task per iteration)."""
     return ALS(userCol="userId", itemCol="movieId", ratingCol="rating", coldStartStrategy="drop",
-               nonnegative=True, seed=seed, numUserBlocks=blocks, numItemBlocks=blocks, **params)
+               nonnegative=False, seed=seed, numUserBlocks=blocks, numItemBlocks=blocks, **params)
 
 
-def als_search(ranks: list[int], reg_params: list[float], max_iters: list[int], seed: int,
-               blocks: int = 10) -> TrainValidationSplit:
-    """A Pipeline around ALS, searched over the grid by RMSE on a seeded validation split."""
-    estimator = als(seed, blocks)
-    grid = (ParamGridBuilder().addGrid(estimator.rank, ranks).addGrid(estimator.regParam, reg_params)
-            .addGrid(estimator.maxIter, max_iters).build())
-    return TrainValidationSplit(estimator=Pipeline(stages=[estimator]), estimatorParamMaps=grid,
-                                evaluator=RegressionEvaluator(labelCol="rating", metricName="rmse"),
-                                trainRatio=0.8, seed=seed, parallelism=1)
+def implicit_als(seed: int, blocks: int = 10, **params) -> ALS:
+    """ALS on implicit feedback (Hu, Koren, Volinsky 2008): a rating r says 'prefers' when r > 0,
+    with confidence 1 + alpha·|r|; r < 0 is a confident 'does not prefer', r = 0 no information."""
+    return ALS(userCol="userId", itemCol="movieId", ratingCol="preference", implicitPrefs=True,
+               coldStartStrategy="drop", seed=seed, numUserBlocks=blocks, numItemBlocks=blocks, **params)
 
 
-def grid_results(search: TrainValidationSplitModel) -> list[dict]:
-    """Each searched setting with its validation RMSE."""
-    rows = []
-    for params, rmse in zip(search.getEstimatorParamMaps(), search.validationMetrics):
-        rows.append({p.name: v for p, v in params.items()} | {"validation_rmse": rmse})
-    return rows
+# How a rating becomes the implicit signal r above (ml.preferences; bench/RESULTS.md measures them).
+PREFERENCES = {
+    "binary": "1.0",              # every rating is an equal 'watched it'
+    "rating": "rating",           # watched it, more confidently the more it was liked
+    "centered": "rating - 3.0",   # liked (> 3) or confidently disliked (< 3); a 3 says nothing
+}
+
+
+def fit_ranking(train: DataFrame, seed: int, blocks: int, preference: str, **params) -> PipelineModel:
+    """The ranking model: a PipelineModel whose only stage is implicit ALS, fitted on the ratings
+    turned into preferences. Its factors' dot product ranks movies; it predicts no rating."""
+    prefs = train.select(*KEYS, F.expr(PREFERENCES[preference]).cast("float").alias("preference"))
+    return Pipeline(stages=[implicit_als(seed, blocks, **params)]).fit(prefs)
+
+
+def fit_rating(train: DataFrame, bias: "Bias", seed: int, blocks: int, **params) -> PipelineModel:
+    """The rating model: the bias model plus ALS fitted on its residuals, clipped to [0.5, 5].
+
+    The biases are folded into the factors (user: [p_u, mean + b_u, 1], movie: [q_i, 1, b_i]), so
+    the model is one plain ALSModel whose dot product is mean + b_u + b_i + p_u·q_i, followed by
+    the clip: it saves, loads and scores like any Spark model."""
+    residuals = bias.raw(train).select(*KEYS, (F.col("rating") - F.col("raw")).alias("rating"))
+    fitted = als(seed, blocks, **params).fit(residuals)
+    users = fitted.userFactors.join(bias.users, F.col("id") == F.col("userId"), "left").select(
+        "id", F.concat("features", F.array((F.lit(bias.mean) + F.coalesce("b_u", F.lit(0.0))).cast("float"),
+                                           F.lit(1.0).cast("float"))).alias("features"))
+    items = fitted.itemFactors.join(bias.items, F.col("id") == F.col("movieId"), "left").select(
+        "id", F.concat("features", F.array(F.lit(1.0).cast("float"),
+                                           F.coalesce("b_i", F.lit(0.0)).cast("float"))).alias("features"))
+    combined = _als_model(fitted, users, items, fitted.rank + 2).setPredictionCol("raw_prediction")
+    clip = SQLTransformer(statement="SELECT *, CAST(least(5.0, greatest(0.5, raw_prediction)) AS FLOAT) "
+                                    "AS prediction FROM __THIS__")
+    return PipelineModel(stages=[combined, clip])
+
+
+def _als_model(template: ALSModel, users: DataFrame, items: DataFrame, rank: int) -> ALSModel:
+    """An ALSModel with the template's settings and the given factors (Spark has no public
+    constructor for it; the JVM class's is callable)."""
+    jvm = users.sparkSession._jvm
+    java = jvm.org.apache.spark.ml.recommendation.ALSModel(template.uid, rank, users._jdf, items._jdf)
+    java = template._java_obj.copyValues(java, jvm.org.apache.spark.ml.param.ParamMap())
+    model = ALSModel(java)
+    model._transfer_params_from_java()
+    return model
 
 
 def als_of(model: PipelineModel) -> ALSModel:
@@ -61,10 +96,15 @@ class Bias:
     items: DataFrame   # movieId, b_i
     users: DataFrame   # userId, b_u
 
-    def predict(self, pairs: DataFrame) -> DataFrame:
+    def raw(self, pairs: DataFrame) -> DataFrame:
+        """pairs with `raw`, mean + b_u + b_i unclipped (an unseen user or movie: bias 0)."""
         raw = F.lit(self.mean) + F.coalesce("b_u", F.lit(0.0)) + F.coalesce("b_i", F.lit(0.0))
         return (pairs.join(self.items, "movieId", "left").join(self.users, "userId", "left")
-                .withColumn("prediction", F.least(F.lit(5.0), F.greatest(F.lit(0.5), raw))).drop("b_u", "b_i"))
+                .withColumn("raw", raw).drop("b_u", "b_i"))
+
+    def predict(self, pairs: DataFrame) -> DataFrame:
+        return self.raw(pairs).withColumn("prediction", F.least(F.lit(5.0), F.greatest(F.lit(0.5), "raw"))) \
+            .drop("raw")
 
 
 def fit_bias(train: DataFrame, reg: float) -> Bias:
@@ -115,24 +155,3 @@ def popularity_candidates(train: DataFrame, users: DataFrame, items: DataFrame) 
     counts = train.join(items.select("movieId"), "movieId", "left_semi").groupBy("movieId") \
         .agg(F.count("*").cast("double").alias("score"))
     return users.select("userId").distinct().crossJoin(F.broadcast(counts))
-
-
-def evaluate(predictions: DataFrame, recommended: DataFrame, test: DataFrame, relevant: float, k: int) -> dict:
-    """RMSE and MAE of predictions (rating, prediction) on test; precision@k and NDCG@k of the
-    recommended lists (userId, movieId, rank) against each test user's relevant movies."""
-    scored = predictions.where(F.col("prediction").isNotNull() & ~F.isnan("prediction")).cache()
-    metrics = {m: RegressionEvaluator(labelCol="rating", metricName=m).evaluate(scored) for m in ("rmse", "mae")}
-    truth = test.where(F.col("rating") >= relevant).groupBy("userId") \
-        .agg(F.collect_list(F.col("movieId").cast("double")).alias("label"))
-    lists = recommended.groupBy("userId").agg(
-        F.transform(F.array_sort(F.collect_list(F.struct("rank", "movieId"))), lambda r: r["movieId"].cast("double"))
-        .alias("prediction"))
-    joined = truth.join(lists, "userId", "left") \
-        .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>"))).cache()
-    for name, metric in (("precision_at_k", "precisionAtK"), ("ndcg_at_k", "ndcgAtK")):
-        metrics[name] = RankingEvaluator(predictionCol="prediction", labelCol="label", metricName=metric,
-                                         k=k).evaluate(joined)
-    metrics["coverage"] = scored.count() / max(1, test.count())  # share of test ratings the model could score
-    scored.unpersist()
-    joined.unpersist()
-    return metrics

@@ -127,8 +127,8 @@ def test_training_runs_on_both_workers_and_equals_the_local_run(spark, cluster, 
     assert_ran_on_both_workers(webui, "lakejobs-train")
     local, remote = (only_run(c) for c in (reference, cfg))
     assert remote.data.params == local.data.params  # the split's sizes, the grid and the setting it chose
-    scores = [m for m in local.data.metrics if m.startswith(("als_", "baseline_"))]
-    assert {"als_rmse", "als_ndcg_at_k", "baseline_rmse"} <= set(scores)
+    scores = [m for m in local.data.metrics if m.startswith(("ranking_", "rating_", "bias_", "popularity_"))]
+    assert {"rating_rmse", "ranking_ndcg_at_k", "bias_rmse", "popularity_ndcg_at_k"} <= set(scores)
     assert {m: remote.data.metrics[m] for m in scores} == pytest.approx({m: local.data.metrics[m] for m in scores},
                                                                        rel=1e-6)
     assert remote.data.tags["data.version"] == local.data.tags["data.version"]
