@@ -142,10 +142,10 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         return RunResult(notes=[skipped])
     retention = retention_h(spark, cfg)
     names = list(cfg["maintain.tables"]) or lake_tables(spark, cfg)
-    unknown = [n for n in names if not tables.exists(spark, cfg, n)]
-    if unknown:
-        raise ConfigError(f"maintain.tables names tables the lake does not hold: {', '.join(unknown)}")
-    result = RunResult()
+    # A table not written yet (the stream's before its first micro-batch) has nothing to keep up.
+    missing = [n for n in names if not tables.exists(spark, cfg, n)]
+    names = [n for n in names if n not in missing]
+    result = RunResult(notes=[f"not in the lake (yet), skipped: {', '.join(missing)}"] if missing else [])
     totals = dict.fromkeys(("live_before", "live_after", "stored_before", "stored_after"), 0)
     for name in names:
         files = maintain_table(spark, cfg, name, retention)
