@@ -137,10 +137,10 @@ def _arrive_live(spark, cfg, visible) -> dict[str, float]:
     warmup, lines = RATE * WARMUP_S, [
         f'{{"userId": {900000 + i % 5000}, "movieId": {1 + i % 997}, "rating": 4.0, "timestamp": {1700000000 + i}}}'
         for i in range(RATE * (WARMUP_S + SECONDS))]
-    send(lines, 0, warmup, FileSink(folder), PER_FILE, RATE, on_chunk=lambda upto: None)
+    send(lines, 0, warmup, FileSink(folder, "bench"), PER_FILE, RATE, on_chunk=lambda upto: None)
     _wait_until_visible(visible, warmup)
     warm_files = set(os.listdir(folder))
-    send(lines, warmup, len(lines), FileSink(folder), PER_FILE, RATE, on_chunk=lambda upto: None)
+    send(lines, warmup, len(lines), FileSink(folder, "bench"), PER_FILE, RATE, on_chunk=lambda upto: None)
     written = {os.path.join(folder, n): os.path.getmtime(os.path.join(folder, n))
                for n in os.listdir(folder) if n not in warm_files}
     _wait_until_visible(visible, len(lines))

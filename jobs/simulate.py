@@ -45,7 +45,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     end = len(lines) if cfg["simulator.max_events"] <= 0 else min(len(lines), sent + cfg["simulator.max_events"])
     kafka = cfg["stream.source"] == "kafka"
     sink = KafkaSink(spark, cfg["stream.kafka_bootstrap"], cfg["stream.kafka_topic"]) if kafka \
-        else FileSink(events_dir(cfg), cfg)
+        else FileSink(events_dir(cfg), snapshot.id, cfg)
     chunks = send(lines, sent, end, sink, cfg["simulator.events_per_file"], cfg["simulator.rate"],
                   on_chunk=lambda upto: _save_state(cfg, state_path, upto))
     notes = [f"sent events {sent}..{end} of {len(lines)} in {chunks} chunks to {sink}"]
@@ -56,15 +56,17 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
 
 
 class FileSink:
-    """One JSON-lines file per chunk, named by its first offset (a resend rewrites the same file)."""
+    """One JSON-lines file per chunk, named by its snapshot and its first offset: a resend rewrites
+    the same file, and another snapshot (whose offsets start from 0 again) never reuses a name. The
+    file source skips a path it has seen, so a reused name would drop the new file's events."""
 
-    def __init__(self, folder: str, cfg: Config | None = None):  # cfg: the S3 settings, for an s3a:// folder
-        self.cfg, self.folder = cfg, folder
+    def __init__(self, folder: str, snapshot_id: str, cfg: Config | None = None):  # cfg: the S3 settings
+        self.cfg, self.folder, self.snapshot_id = cfg, folder, snapshot_id
         lake_files.make_folder(cfg, folder)
 
     def __call__(self, offset: int, lines: list[str]) -> None:
         # Written whole (a dot-file renamed, or one S3 PUT): the stream never reads half a file.
-        name = lake_files.join(self.folder, f"events-{offset:010d}.json")
+        name = lake_files.join(self.folder, f"events-{self.snapshot_id}-{offset:010d}.json")
         lake_files.write_bytes(self.cfg, name, encode("\n".join(lines) + "\n"))
 
     def __str__(self) -> str:
