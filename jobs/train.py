@@ -80,6 +80,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         run_id = active.info.run_id
 
     ev.per_user.unpersist()
+    ev.holdout.release()
     train.unpersist()
     test.unpersist()
     s = ev.scores

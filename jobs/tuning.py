@@ -48,6 +48,10 @@ class Holdout:
     def judge_model(self, ranking: PipelineModel) -> DataFrame:
         return self.judge(als_candidates(ranking, self.users, self.items))
 
+    def release(self) -> None:
+        self.users.unpersist()
+        self.items.unpersist()
+
 
 @dataclass
 class Evaluation:
@@ -100,6 +104,7 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
     seconds["ranking_search"] = time.monotonic() - began
     fit.unpersist()
     valid.unpersist()
+    inner.release()
 
     bias = fit_bias(train, cfg["ml.baseline_reg"])
     began = time.monotonic()
