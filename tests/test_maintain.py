@@ -67,7 +67,9 @@ def test_maintain_beside_the_running_stream_compacts_and_the_serving_view_stays_
     assert_serving_equals_recompute(spark, cfg)
     assert_silver_equals_oracle(spark, cfg)
     print(f"{len(runs)} maintain runs beside the stream: {[r.counts for _, r in runs]}; last: {last.counts}")
-    assert all(r.counts["files.live_after"] <= r.counts["files.live_before"] for _, r in runs)
+    # A run beside the stream counts, after, the files the stream's batches added meanwhile; the last one
+    # runs once every event is merged.
+    assert last.counts["files.live_after"] < last.counts["files.live_before"]
     # Fewer live files than one per micro-batch in the stream's tables (each batch adds at least one to each).
     for name in STREAM_TABLES:
         live = tables.delta_table(spark, cfg, name).detail().first()["numFiles"]
