@@ -4,7 +4,8 @@ A micro-batch that is replayed after a crash carries the same (app id, batch id)
 any write whose identity it has already committed to that table, so nothing is applied twice.
 Appends take the identity as writer options; MERGE takes it from session settings, which
 `identity()` sets for the duration of one statement. The commit is also tagged with
-userMetadata "<app id>:<version>", so the version it produced can be found again on replay.
+userMetadata "<app id>:<version>", so the version it produced can be found again on replay (how far
+each stream got is kept in common/stream_progress, not read back from these tags).
 """
 from __future__ import annotations
 
@@ -74,25 +75,9 @@ def covers_tag(progress: dict[str, int]) -> str:
     return "covers " + ", ".join(f"{app_id}:{version}" for app_id, version in sorted(progress.items()))
 
 
-def applied(spark: SparkSession, cfg: Config, name: str) -> dict[str, int]:
-    """App id → the highest version of it this table holds: from the app's own idempotent commits,
-    or from a recompute tagged with covers_tag."""
-    notes = (tables.delta_table(spark, cfg, name).history().where(F.col("userMetadata").isNotNull())
-             .select("userMetadata").collect())
-    progress: dict[str, int] = {}
-    for note in (r.userMetadata for r in notes):
-        for app_id, version in parse_tags(note):
-            progress[app_id] = max(version, progress.get(app_id, version))
-    return progress
-
-
 def parse_tags(note: str) -> list[tuple[str, int]]:
-    """(app id, version) pairs of a commit's userMetadata: one for a Txn.tag, any for a covers_tag."""
+    """(app id, version) pairs of a commit's userMetadata: one for a Txn.tag, any for a covers_tag
+    (to tell which batches the few commits of a short, recent window hold)."""
     items = note[len("covers "):].split(", ") if note.startswith("covers ") else [note]
     pairs = [item.rpartition(":") for item in items]
     return [(app_id, int(version)) for app_id, sep, version in pairs if sep and app_id and version.isdigit()]
-
-
-def applied_upto(spark: SparkSession, cfg: Config, name: str, app_id: str) -> int | None:
-    """The highest app_id version this table holds (see `applied`), or None when it holds none."""
-    return applied(spark, cfg, name).get(app_id)

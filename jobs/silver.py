@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import idempotent, tables
+from common import idempotent, stream_progress, tables
 from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
@@ -61,6 +61,7 @@ def all_ratings(batch: DataFrame, events: DataFrame) -> DataFrame:
     return batch.select(*cols).unionByName(events.select(*cols))
 
 
+SILVER = "silver.ratings"
 CONFORM = {"ratings": conform_ratings, "movies": conform_movies, "tags": conform_tags, "links": conform_links}
 # The speed layer MERGEs into silver.ratings and reads its change feed for the real-time view.
 PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
@@ -70,10 +71,45 @@ EVENTS = "bronze.rating_events"
 def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
     """Stream (query name) → the last of its micro-batches that silver.ratings holds. Events a stream
     has logged but not merged yet stay out of a recompute: the MERGE brings them, with their
-    real-time deltas, so the serving view stays equal to a recompute at every moment."""
-    if not tables.exists(spark, cfg, "silver.ratings"):
+    real-time deltas, so the serving view stays equal to a recompute at every moment.
+
+    From state.stream_progress, which outlives Delta's log retention; silver's history is read only
+    for a stream that logged a batch beyond its mark (its MERGE commits before the mark is recorded),
+    and then only since the version the mark was recorded at."""
+    if not tables.exists(spark, cfg, SILVER):
         return {}
-    return idempotent.applied(spark, cfg, "silver.ratings")
+    logged = logged_progress(tables.read(spark, cfg, EVENTS), cfg) if tables.exists(spark, cfg, EVENTS) else {}
+    marks = stream_progress.read(spark, cfg)
+    progress = {name: mark.batch_id for name, mark in marks.items()}
+    for name, last in logged.items():
+        mark = marks.get(name)
+        if mark is not None and last <= mark.batch_id:
+            continue
+        since = -1 if mark is None or mark.silver_version is None else mark.silver_version
+        merged, complete = _merged_in_history(spark, cfg, name, since)
+        if merged is not None:
+            progress[name] = max(merged, progress.get(name, -1))
+        elif not complete and mark is not None:
+            raise SourceError(
+                f"stream '{name}' logged micro-batch {last} after its last recorded one ({mark.batch_id}), and "
+                f"silver.ratings' history since version {since}, which would tell whether it was merged, has "
+                f"expired. Run the stream once (--conf stream.query_name={name}): its replay of the batch "
+                "records it; then recompute")
+        elif not complete:  # a lake from before the progress table: its streams merged what they logged
+            progress[name] = last
+    return progress
+
+
+def _merged_in_history(spark: SparkSession, cfg: Config, stream: str, since: int) -> tuple[int | None, bool]:
+    """(the newest batch of `stream` that a commit of silver.ratings after version `since` is tagged
+    with, or None; whether the history still holds every commit after `since`)."""
+    current = tables.current_version(spark, cfg, SILVER).version
+    if current <= since:
+        return None, True
+    notes = (tables.delta_table(spark, cfg, SILVER).history(current - since)
+             .where(F.col("version") > since).select("userMetadata").collect())
+    batches = [batch for r in notes for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if app_id == stream]
+    return max(batches, default=None), len(notes) == current - since
 
 
 def merged_events(events: DataFrame, progress: dict[str, int], cfg: Config) -> DataFrame:
@@ -92,10 +128,10 @@ def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, progress
     after version `pinned` (where `progress` was read) and before the recompute tagged `note` (None:
     before now). Delta sees no conflict in a MERGE that lands before the overwrite's transaction
     begins, and the overwrite would drop its events; a MERGE during the transaction makes it conflict."""
-    since = tables.current_version(spark, cfg, "silver.ratings").version - pinned
+    since = tables.current_version(spark, cfg, SILVER).version - pinned
     if since <= 0:
         return
-    newer = tables.delta_table(spark, cfg, "silver.ratings").history(since) \
+    newer = tables.delta_table(spark, cfg, SILVER).history(since) \
         .where(F.col("version") > pinned).select("version", "operation", "userMetadata").collect()
     ours = min((r.version for r in newer if r.userMetadata == note and r.operation != "MERGE"), default=None)
     slipped = [f"{app_id}:{batch}" for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
@@ -105,14 +141,24 @@ def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, progress
                                 f"recompute read the streams' progress ({idempotent.covers_tag(progress)})")
 
 
+def _record_progress(spark: SparkSession, cfg: Config, progress: dict[str, int], version: int) -> None:
+    """Record what the recompute holds beyond the recorded marks (found in the log or the history), so
+    that the next recompute need not look for it again."""
+    marks = stream_progress.read(spark, cfg)
+    ahead = [stream_progress.Mark(name, batch, version) for name, batch in sorted(progress.items())
+             if name not in marks or batch > marks[name].batch_id]
+    if ahead:
+        stream_progress.record(spark, cfg, ahead)
+
+
 def _stream_of(events: DataFrame, cfg: Config) -> Column:
     """The stream that logged each event (events logged before they named it: this config's stream)."""
     own = F.lit(cfg["stream.query_name"])
     return F.coalesce(F.col("_stream"), own) if "_stream" in events.columns else own
 
 
-def _logged_progress(events: DataFrame, cfg: Config) -> dict[str, int]:
-    """Stream → its last logged micro-batch."""
+def logged_progress(events: DataFrame, cfg: Config) -> dict[str, int]:
+    """Stream → its last logged micro-batch (of the event log `events`)."""
     stream = _stream_of(events, cfg)
     return {r[0]: int(r[1]) for r in events.groupBy(stream).agg(F.max("_batch_id")).collect()}
 
@@ -124,16 +170,16 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         # silver.ratings makes this overwrite conflict, and the retry then includes its events.
         def attempt(name=name, conform=conform):
             # silver's version first, then what it holds of the stream, then the events (which hold it all)
-            pinned = tables.current_version(spark, cfg, "silver.ratings") \
-                if name == "ratings" and tables.exists(spark, cfg, "silver.ratings") else None
+            pinned = tables.current_version(spark, cfg, SILVER) \
+                if name == "ratings" and tables.exists(spark, cfg, SILVER) else None
             progress = merged_progress(spark, cfg) if pinned else {}
             reads = [tables.current_version(spark, cfg, f"bronze.{name}")]
             source, note = tables.read(spark, cfg, reads[0].name, reads[0].version), None
             if name == "ratings" and tables.exists(spark, cfg, EVENTS):
                 reads.append(tables.current_version(spark, cfg, EVENTS))
                 events = tables.read(spark, cfg, EVENTS, reads[1].version)
-                if not progress:  # no record of any stream's progress in silver: rebuild from every event
-                    progress = _logged_progress(events, cfg)
+                if not pinned:  # no silver to hold any stream's batches: rebuild from every event
+                    progress = logged_progress(events, cfg)
                 source = all_ratings(source, merged_events(events, progress, cfg))
                 note = idempotent.covers_tag(progress) if progress else None
             elif progress:  # the MERGEd events are in silver, but not in the log they came from
@@ -145,6 +191,8 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             written = tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
             if pinned and note:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note)
+            if name == "ratings":
+                _record_progress(spark, cfg, progress, written.version)
             return reads, written
         reads, written = tables.with_retry(attempt)
         result.reads += reads

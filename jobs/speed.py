@@ -4,7 +4,8 @@ real-time view gold.movie_stats_realtime.
 Each micro-batch, in foreachBatch, with the idempotent identity (query name, batch id):
 malformed events → quarantine.rating_events; valid events → bronze.rating_events (the log the
 batch layer recomputes from); the latest event per (userId, movieId) → MERGE into silver.ratings
-(newer event wins); the MERGE's own change feed → per-movie count and sum deltas.
+(newer event wins), and the batch recorded as merged (state.stream_progress); the MERGE's own
+change feed → per-movie count and sum deltas.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from common import idempotent, lake_files, tables
+from common import idempotent, lake_files, stream_progress, tables
 from common.config import Config
 from common.errors import SourceError
 from common.idempotent import Txn
@@ -27,7 +28,7 @@ from common.ledger import RunResult
 from common.schemas import stream_schema
 from jobs.parsing import LINE, REASON, bad_rows, classify_json
 from jobs.realtime import realtime_deltas
-from jobs.silver import conform_ratings
+from jobs.silver import conform_ratings, logged_progress
 from jobs.simulate import events_dir
 
 log = logging.getLogger("lakejobs.speed")
@@ -108,13 +109,15 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             latest = conform_ratings(good)
             with idempotent.identity(spark, txn):
                 tables.with_retry(lambda: merge_latest(spark, cfg, latest))
+            # Right after the MERGE: a recompute reads how far silver holds each stream from here.
+            version = idempotent.committed_version(spark, cfg, SILVER, txn)
+            stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
             took.lap("merge")
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
             # first one creates the table, so that it can be queried before any event is malformed.
             if bad_count or batch_id == 0:
                 bad = bad_rows(classified, "rating_events", ["_source_file", "_stream", "_batch_id", "_ingested_at"])
                 idempotent.append_once(bad, cfg, QUARANTINE, txn)
-            version = idempotent.committed_version(spark, cfg, SILVER, txn)
             if version is not None:
                 changes = tables.changes(spark, cfg, SILVER, version, version)
                 idempotent.append_once(realtime_deltas(changes, version), cfg, REALTIME, txn)
@@ -185,32 +188,65 @@ def _refuse_a_lost_checkpoint(spark: SparkSession, cfg: Config) -> None:
     (app id, batch id) it has already seen: the new events would be silently dropped."""
     if _checkpoint_exists(spark, checkpoint(cfg)):
         return
+    name = cfg["stream.query_name"]
+    mark = stream_progress.read(spark, cfg).get(name)
     # The log too: a batch logged but not merged (a crash between the two) has its id taken there.
-    for table in (SILVER, EVENTS):
-        seen = idempotent.applied_upto(spark, cfg, table, cfg["stream.query_name"]) \
-            if tables.exists(spark, cfg, table) else None
+    held = [(SILVER, mark.batch_id if mark else None), (EVENTS, _logged_upto(spark, cfg, name))]
+    for table, seen in held:
         if seen is not None:
             raise SourceError(
                 f"the checkpoint {checkpoint(cfg)} is missing, but {table} already holds micro-batches up to "
-                f"{seen} of stream '{cfg['stream.query_name']}': restarting from batch 0 would be skipped as "
-                "already applied. Restore the checkpoint, or start a new stream with --conf stream.query_name=<new name>")
+                f"{seen} of stream '{name}': restarting from batch 0 would be skipped as already applied. "
+                "Restore the checkpoint, or start a new stream with --conf stream.query_name=<new name>")
+
+
+def _refuse_an_older_checkpoint(spark: SparkSession, cfg: Config) -> None:
+    """A checkpoint restored from an older copy plans again batch ids that silver already holds: Delta
+    skips their writes as already applied, and the events they now hold (a replanned batch can hold
+    more, or other, events than the original) would be silently dropped."""
+    name = cfg["stream.query_name"]
+    mark = stream_progress.read(spark, cfg).get(name)
+    planned = _last_planned_batch(spark, checkpoint(cfg))
+    if mark is not None and planned is not None and planned < mark.batch_id:
+        raise SourceError(
+            f"the checkpoint {checkpoint(cfg)} ends at micro-batch {planned}, behind silver.ratings, which holds "
+            f"micro-batches up to {mark.batch_id} of stream '{name}': it is an older copy, and its next batches "
+            "would be skipped as already applied. Put the newest checkpoint back, or start a new stream with "
+            "--conf stream.query_name=<new name> (it reads the landing zone from its start; events already "
+            "merged change nothing)")
+
+
+def _logged_upto(spark: SparkSession, cfg: Config, name: str) -> int | None:
+    if not tables.exists(spark, cfg, EVENTS):
+        return None
+    return logged_progress(tables.read(spark, cfg, EVENTS), cfg).get(name)
+
+
+def _last_planned_batch(spark: SparkSession, folder: str) -> int | None:
+    """The newest batch id the checkpoint has planned (its offsets log: one file per batch, named by
+    the id), read through Spark so that it holds on every file system; None when it has none."""
+    try:
+        names = (spark.read.option("pathGlobFilter", "[0-9]*").text(lake_files.join(folder, "offsets"))
+                 .select(F.col("_metadata.file_name").cast("long").alias("batch")).agg(F.max("batch")).first())
+    except AnalysisException:
+        return None
+    return None if names[0] is None else int(names[0])
 
 
 def _checkpoint_exists(spark: SparkSession, folder: str) -> bool:
     """Whether a query has started from this checkpoint (its `metadata` file is written at start).
     Asked of Spark, so that it holds for every file system the checkpoint can live on (a folder,
     s3a://, dbfs:/)."""
-    try:
-        spark.read.text(lake_files.join(folder, "metadata"))
-        return True
-    except AnalysisException:
-        return False
+    path = spark._jvm.org.apache.hadoop.fs.Path(lake_files.join(folder, "metadata"))
+    # FileSystem.exists, not a read: reading a missing file logs a 90-line FileNotFoundException at WARN.
+    return bool(path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(path))
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     if not tables.exists(spark, cfg, SILVER):
         raise SourceError(f"{SILVER} does not exist yet: run the batch layer (extract, full_load, silver) first")
     _refuse_a_lost_checkpoint(spark, cfg)
+    _refuse_an_older_checkpoint(spark, cfg)
     progress, counts = _ProgressLog(), BatchCounts()
     spark.streams.addListener(progress)
     writer = (read_events(spark, cfg).writeStream.queryName(cfg["stream.query_name"])
