@@ -144,7 +144,7 @@ airflow-up: setup airflow-env ## start Airflow (standalone, sqlite in .airflow/h
 airflow-down: ## stop Airflow
 	$(PY) -m common.local_airflow down --dir $(AIRFLOW_DIR)
 
-airflow: airflow-env ## the airflow command line for that Airflow: make airflow ARGS="dags trigger lakejobs_pipeline"
+airflow: $(VENV)/.installed airflow-env ## the airflow command line for that Airflow: make airflow ARGS="dags trigger lakejobs_pipeline"
 	$(PY) -m common.local_airflow cli --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT) -- $(ARGS)
 
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
