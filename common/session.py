@@ -7,6 +7,7 @@ import socket
 
 from pyspark.sql import SparkSession
 
+from common import logs
 from common.config import Config
 from common.errors import ClusterError, ConfigError
 
@@ -89,6 +90,7 @@ def get_session(cfg: Config) -> SparkSession:
 
     A given session keeps its master and jars; only runtime SQL settings are applied to it.
     """
+    logs.quiet_python_libraries(cfg["spark.log_level"])
     active = SparkSession.getActiveSession()
     if active is None and _launched_by_spark_submit():
         active = SparkSession.builder.getOrCreate()  # master and jars come from spark-submit
@@ -100,8 +102,16 @@ def get_session(cfg: Config) -> SparkSession:
             hadoop.set(key, value)
         return active
     check_master(cfg["spark.master"])
+    settings = session_settings(cfg)
+    # The log level from the JVM's first line on (setLogLevel below comes after the start-up warnings).
+    java_options = [settings.get("spark.driver.extraJavaOptions", ""), logs.jvm_options(cfg["spark.log_level"])]
+    settings["spark.driver.extraJavaOptions"] = " ".join(o for o in java_options if o)
+    if cfg["spark.master"].startswith("local"):
+        # A local session talks to itself only: bind it to loopback rather than the first interface
+        # (and no warning that the hostname resolves to 127.0.0.1). Read by the JVM about to start.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(cfg["spark.master"]).appName(cfg["spark.app_name"])
-    for key, value in session_settings(cfg).items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg["spark.log_level"])
