@@ -44,7 +44,9 @@ class Snapshot:
 def dataset_dir(cfg: Config) -> str:
     root = tables.lake_root(cfg)
     if "://" in root and not lake_files.is_remote(root) or root.startswith("dbfs:"):
-        raise ConfigError(f"lake.root '{root}': the raw zone lives in a local folder or under s3a://bucket/prefix")
+        raise ConfigError(f"lake.root '{root}': the raw zone lives in a local folder, a Unity Catalog volume "
+                          "(/Volumes/<catalog>/<schema>/<volume>/..., which Python opens as files, unlike dbfs:/) "
+                          "or under s3a://bucket/prefix")
     return lake_files.join(root, "landing", cfg["raw.dataset"])
 
 

@@ -7,7 +7,7 @@ import socket
 
 from pyspark.sql import SparkSession
 
-from common import logs
+from common import logs, tables
 from common.config import Config
 from common.errors import ClusterError, ConfigError
 
@@ -100,6 +100,7 @@ def get_session(cfg: Config) -> SparkSession:
         hadoop = active.sparkContext._jsc.hadoopConfiguration()
         for key, value in s3a_settings(cfg).items():  # an s3a:// lake on a session built without them
             hadoop.set(key, value)
+        tables.use_catalog(active, cfg)
         return active
     check_master(cfg["spark.master"])
     settings = session_settings(cfg)
@@ -115,6 +116,7 @@ def get_session(cfg: Config) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg["spark.log_level"])
+    tables.use_catalog(spark, cfg)
     return spark
 
 
