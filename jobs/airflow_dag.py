@@ -6,7 +6,6 @@ tasks wait for the raw zone), generated the way jobs/bundle.py generates the Dat
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import sys
@@ -16,9 +15,8 @@ from common.config import ENVIRONMENTS, load_config, read_conf_file
 from common.errors import ConfigError
 from common.raw_zone import MAX_POLL_S
 from jobs.cli import NOT_YET
-from jobs.pipeline import Task, load_tasks, run_order
+from jobs.pipeline import Task, generated_file_main, load_tasks, run_order
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAG_FILE = os.path.join("dags", "lakejobs_pipeline.py")
 DAG_ID = "lakejobs_pipeline"
 SENSOR_TASK = "raw_zone_landed"
@@ -147,22 +145,8 @@ def render(tasks: dict[str, Task] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.airflow_dag", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    args = parser.parse_args(argv)
-    path, text = os.path.join(REPO, DAG_FILE), render()
-    if args.check:
-        current = open(path).read() if os.path.exists(path) else ""
-        if current != text:
-            print(f"{DAG_FILE} is not what conf/pipeline.yaml gives: run `make airflow-dag`", file=sys.stderr)
-            return 1
-        print(f"{DAG_FILE} matches conf/pipeline.yaml")
-        return 0
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"wrote {DAG_FILE} ({len(load_tasks())} tasks and the sensor {SENSOR_TASK})")
-    return 0
+    return generated_file_main(argv, __doc__.splitlines()[0], DAG_FILE, render, "airflow-dag",
+                               f"{len(load_tasks())} tasks and the sensor {SENSOR_TASK}")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ python_wheel_task per pipeline task, each calling the `lakejobs` entry point of 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from jobs.pipeline import Task, load_tasks, run_order
+from jobs.pipeline import Task, generated_file_main, load_tasks, run_order
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESOURCE_FILE = os.path.join("resources", "lakejobs_pipeline.job.yml")
 JOB_KEY = "lakejobs_pipeline"
 CLUSTER_KEY = "lakejobs"
@@ -64,22 +62,8 @@ def render(tasks: dict[str, Task] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.bundle", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    args = parser.parse_args(argv)
-    path, text = os.path.join(REPO, RESOURCE_FILE), render()
-    if args.check:
-        current = open(path).read() if os.path.exists(path) else ""
-        if current != text:
-            print(f"{RESOURCE_FILE} is not what conf/pipeline.yaml gives: run `make bundle`", file=sys.stderr)
-            return 1
-        print(f"{RESOURCE_FILE} matches conf/pipeline.yaml")
-        return 0
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"wrote {RESOURCE_FILE} ({len(load_tasks())} tasks)")
-    return 0
+    return generated_file_main(argv, __doc__.splitlines()[0], RESOURCE_FILE, render, "bundle",
+                               f"{len(load_tasks())} tasks")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
 """The pipeline DAG of conf/pipeline.yaml: validated against the registry and put in run order.
 
 The one definition every runner reads: `lakejobs pipeline` (and so `make pipeline`) runs it in
-one process, and the Databricks job of the bundle is generated from it (jobs/bundle.py).
+one process, and the Databricks job (jobs/bundle.py) and the Airflow DAG (jobs/airflow_dag.py) are
+generated from it.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, Callable
 
 from common.config import read_conf_file
 from common.errors import ConfigError
 from jobs.registry import JOBS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,25 @@ def run_order(dag: dict[str, list[str]]) -> list[str]:
         return list(TopologicalSorter(dag).static_order())
     except CycleError as e:
         raise ConfigError(f"conf/pipeline.yaml has a cycle: {' -> '.join(e.args[1])}") from None
+
+
+def generated_file_main(argv: list[str] | None, description: str, relpath: str, render: Callable[[], str],
+                        make_target: str, summary: str) -> int:
+    """The command line of a file generated from this pipeline (the Databricks job, the Airflow DAG):
+    write it, or with --check say whether the committed file is still what conf/pipeline.yaml gives."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    path, text = os.path.join(REPO, relpath), render()
+    if args.check:
+        current = open(path).read() if os.path.exists(path) else ""
+        if current != text:
+            print(f"{relpath} is not what conf/pipeline.yaml gives: run `make {make_target}`", file=sys.stderr)
+            return 1
+        print(f"{relpath} matches conf/pipeline.yaml")
+        return 0
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {relpath} ({summary})")
+    return 0
