@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from common import tables, version
-from common.config import Config, redact
+from common.config import Config, redact, redact_text
 from common.tables import TableVersion
 
 LEDGER_TABLE = "state.ledger"
@@ -67,7 +67,7 @@ def record(spark: SparkSession, cfg: Config, run: RunRecord, result: RunResult |
         run.run_id, run.job, run.env, version(), json.dumps(redact(run.params), sort_keys=True, default=str),
         [_ref(t) for t in result.reads], [_ref(t) for t in result.writes],
         {k: int(v) for k, v in result.counts.items()},
-        status, error, run.started_at, datetime.now(timezone.utc), run.logical_date,
+        status, None if error is None else redact_text(error), run.started_at, datetime.now(timezone.utc), run.logical_date,
     )
     tables.append(spark.createDataFrame([row], LEDGER_SCHEMA), cfg, LEDGER_TABLE)
 

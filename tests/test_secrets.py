@@ -192,3 +192,13 @@ def _java_properties(path) -> dict[str, str]:
     source.write_text(code)
     done = subprocess.run(["java", str(source), str(path)], capture_output=True, text=True, timeout=120, check=True)
     return dict(map(urllib.parse.unquote_plus, line.split(" ")) for line in done.stdout.splitlines())
+
+
+def test_a_failed_runs_error_is_recorded_without_a_urls_signature(spark, cfg):
+    """Any job's error text, not only the source's own messages, is scrubbed before the ledger keeps it."""
+    from common.ledger import RunRecord, record
+    url = f"https://bucket.example/ml.zip?X-Amz-Signature={SIGNATURE}"
+    record(spark, cfg, RunRecord(job="extract", env="test", params={}), None, "failed",
+           f"OSError: cannot open {url}")
+    (row,) = tables.read(spark, cfg, "state.ledger").collect()
+    assert row.error == f"OSError: cannot open https://bucket.example/ml.zip?{REDACTED}"
