@@ -44,7 +44,9 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     items = eligible_items(ratings, cfg["ml.min_item_ratings"])
     if champion is None:
         why = f"no '{tracking.CHAMPION}' version of model {name} in {mlflow.get_tracking_uri()}: none has passed the gate yet"
-        log.warning("score: %s; serving the popularity list", why)
+        # INFO, not WARNING: a lake no model has passed yet is a normal state (a new lake, generated data
+        # with no per-user taste), and the source column says it; WARN lines are for what needs a person.
+        log.info("score: %s; serving the popularity list", why)
         origin = f"the popularity list (the most-rated movies a user has not rated; {why})"
         ranked = top_k_unseen(popularity_candidates(ratings, activity, items), ratings, depth) \
             .withColumn("source", F.lit("popularity")).cache()
