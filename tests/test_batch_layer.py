@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from common import ledger, raw_zone, tables
 from common.config import load_config
+from common.errors import SensorTimeout
 from jobs.runner import run_job
 
 BATCH = ["extract", "full_load", "silver", "gold"]
@@ -106,7 +107,7 @@ def test_ledger_records_each_run_with_versions_and_counts(spark, loaded):
 
 
 def test_a_failed_run_is_recorded_as_failed(spark, cfg):
-    with pytest.raises(Exception):
+    with pytest.raises(SensorTimeout, match="sensor gave up"):
         run_job(spark, cfg.with_overrides({"sensor.timeout_s": 0.2, "sensor.poll_s": 0.1}), "full_load")
     (row,) = tables.read(spark, cfg, ledger.LEDGER_TABLE).collect()
     assert (row.job, row.status) == ("full_load", "failed")
