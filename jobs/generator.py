@@ -3,7 +3,9 @@
 Seeded and vectorised (numpy), written in chunks so that 100M ratings fit in memory. The shape
 follows the real dataset: a few popular movies and very active users take most ratings, ratings
 peak at 4 with half stars, titles carry a year and sometimes a comma (so they are quoted), and
-every (userId, movieId) pair is rated once.
+every (userId, movieId) pair is rated once. Users have a taste, as real ones do: each belongs to one
+of TASTES, mostly watches the movies of that taste and rates them higher, so there is something for a
+recommender to learn beyond popularity.
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ TAG_WORDS = ["funny", "atmospheric", "twist ending", "dark comedy", "classic", "
              "thought-provoking", "sci-fi", "based on a book", "Oscar (Best Picture)", "quirky", "violence",
              "slow, but good", "soundtrack", "predictable"]
 CHUNK_USERS = 20_000
+TASTES = 8           # groups of users and movies (think: fans of a kind of film)
+TASTE_PULL = 8.0     # a movie of the user's taste is this many times likelier to be watched ...
+TASTE_LIFT = 0.8     # ... and rated this many stars higher than the movie's mean; one of another
+TASTE_DROP = -0.6    # taste this many (a user mostly watches what they like, and likes it)
 
 
 @dataclass(frozen=True)
@@ -133,18 +139,39 @@ def _unique_pairs(users: np.ndarray, need: np.ndarray, n_movies: int, popularity
     return have_u, have_m
 
 
+def tastes(spec: GeneratorSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The taste (0..TASTES-1) of each user and of each movie, by index, from a stream of their own."""
+    rng = np.random.default_rng([spec.seed, 1])
+    return rng.integers(0, TASTES, spec.users), rng.integers(0, TASTES, spec.movies)
+
+
+def _pairs_by_taste(users, need, user_taste, movie_taste, popularity, rng) -> tuple[np.ndarray, np.ndarray]:
+    """_unique_pairs for each taste's users, with that taste's movies TASTE_PULL times likelier;
+    the pairs ordered by user."""
+    parts = []
+    for taste in np.unique(user_taste[users]):
+        mine = user_taste[users] == taste
+        weights = popularity * np.where(movie_taste == taste, TASTE_PULL, 1.0)
+        parts.append(_unique_pairs(users[mine], need[mine], len(popularity), weights / weights.sum(), rng))
+    u, m = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    order = np.argsort(u, kind="stable")
+    return u[order], m[order]
+
+
 def _write_ratings(spec, rng, movie_ids, popularity, quality, path) -> int:
     per_user = _ratings_per_user(spec, rng)
     bias = rng.normal(0.0, 0.35, spec.users)
     half_stars = rng.random(spec.users) < 0.6
+    user_taste, movie_taste = tastes(spec)
     t0, t1 = (int(datetime.fromisoformat(d).replace(tzinfo=timezone.utc).timestamp()) for d in (spec.start, spec.end))
     written = 0
     with open(path, "w", newline="") as f:
         f.write("userId,movieId,rating,timestamp\n")
         for lo in range(0, spec.users, CHUNK_USERS):
             users = np.arange(lo, min(lo + CHUNK_USERS, spec.users))
-            u, m = _unique_pairs(users, per_user[users], spec.movies, popularity, rng)
-            raw = 3.6 + quality[m] + bias[u] + rng.normal(0.0, 0.85, len(u))
+            u, m = _pairs_by_taste(users, per_user[users], user_taste, movie_taste, popularity, rng)
+            raw = (3.7 + quality[m] + bias[u] + np.where(user_taste[u] == movie_taste[m], TASTE_LIFT, TASTE_DROP)
+                   + rng.normal(0.0, 0.7, len(u)))
             step = np.where(half_stars[u], 2.0, 1.0)
             rating = np.clip(np.round(raw * step) / step, np.where(half_stars[u], 0.5, 1.0), 5.0)
             ts = rng.integers(t0, t1, len(u))

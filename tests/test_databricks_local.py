@@ -31,7 +31,8 @@ def test_the_databricks_overlay_runs_the_whole_pipeline(spark, tmp_path):
         # the test overlay's sizes: tiny data, a small model search
         **{key: TEST[key] for key in ("spark.shuffle_partitions", "generator.ratings", "generator.users",
                                       "generator.movies", "generator.tags", "ml.ranks", "ml.reg_params",
-                                      "ml.max_iters", "ml.min_item_ratings")},
+                                      "ml.max_iters", "ml.min_item_ratings", "ml.preferences", "ml.ranking_ranks",
+                                      "ml.ranking_alphas", "ml.ranking_max_iters", "ml.blocks")},
         "stream.holdback_fraction": 0.05,
     }
     args = [arg for key, value in local_stand_ins.items() for arg in ("--conf", f"{key}={value}")]
