@@ -132,16 +132,18 @@ def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, properties: dict[s
     saveAsTable: its create-or-replace runs the query as a nested command, whose observed metrics (a
     pyspark Observation, as full_load counts its lines with) never reach the caller."""
     spark, loc = df.sparkSession, location(cfg, name)
-    if not exists(spark, cfg, name):
+    before = version_before_write(spark, cfg, name)
+    if before is None:
         creator = spark.createDataFrame([], df.schema).writeTo(loc).using("delta")
         for key, value in properties.items():
             creator = creator.tableProperty(key, value)
         creator.create()
+        before = 0  # the empty table's commit: the data is the next one
     writer = df.writeTo(loc).option("overwriteSchema", "true")
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     writer.overwrite(F.lit(True))
-    return last_commit(spark, cfg, name)
+    return last_commit(spark, cfg, name, since=before)
 
 
 def changes(spark: SparkSession, cfg: Config, name: str, start: int, end: int) -> DataFrame:
@@ -186,16 +188,33 @@ def append(df: DataFrame, cfg: Config, name: str) -> TableVersion:
 
 def _save(spark: SparkSession, writer, cfg: Config, name: str) -> TableVersion:
     loc = location(cfg, name)
+    before = version_before_write(spark, cfg, name)
     if _by_name(cfg):
         writer.saveAsTable(loc)
     else:
         writer.save(loc)
-    return last_commit(spark, cfg, name)
+    return last_commit(spark, cfg, name, since=before)
 
 
-def last_commit(spark: SparkSession, cfg: Config, name: str) -> TableVersion:
-    """The newest commit's version and the rows it wrote (from Delta's own operation metrics)."""
-    row = delta_table(spark, cfg, name).history(1).select("version", "operationMetrics").first()
+# Commits of table upkeep (the maintain job): they change no data, and Delta records them in the history.
+UPKEEP_OPERATIONS = ("VACUUM START", "VACUUM END", "OPTIMIZE")
+
+
+def version_before_write(spark: SparkSession, cfg: Config, name: str) -> int | None:
+    return current_version(spark, cfg, name).version if exists(spark, cfg, name) else None
+
+
+def last_commit(spark: SparkSession, cfg: Config, name: str, since: int | None = None) -> TableVersion:
+    """The version and rows (Delta's own operation metrics) of the newest data commit after version
+    `since`: the one a write just made. Upkeep commits are passed over. When there is none, Delta
+    found nothing to commit (an empty table overwritten with nothing): the table is unchanged and the
+    write wrote no rows."""
+    history = delta_table(spark, cfg, name).history(20).where(~F.col("operation").isin(*UPKEEP_OPERATIONS))
+    if since is not None:
+        history = history.where(F.col("version") > since)
+    row = history.orderBy(F.col("version").desc()).select("version", "operationMetrics").first()
+    if row is None:
+        return TableVersion(name, location(cfg, name), since, 0)
     metrics = row["operationMetrics"] or {}
     rows = metrics.get("numOutputRows")
     return TableVersion(name, location(cfg, name), int(row["version"]), int(rows) if rows is not None else None)
