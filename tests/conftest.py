@@ -3,14 +3,30 @@ and a fresh lake folder per test."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
+from pyspark.sql import SparkSession
 
 from common.config import Config, load_config
 from common.session import get_session
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 SHARED_MOVIELENS = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "movielens"))
+
+
+# Modules that share the session-scoped pipeline_run (below): under pytest-xdist they run in one worker.
+PIPELINE_MODULES = {"test_airflow", "test_quiet_output", "test_status"}
+
+
+def pytest_collection_modifyitems(items):
+    """For `make test`'s `-n 2 --dist loadgroup`: a module's tests stay in one worker (its module
+    fixtures are built once), and the modules sharing the whole pipeline run stay in one too."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        item.add_marker(pytest.mark.xdist_group("pipeline" if module in PIPELINE_MODULES else module))
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +34,20 @@ def spark():
     session = get_session(load_config("test"))
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_cached_data():
+    """A job runs in a process of its own and leaves nothing behind; here one JVM serves every module,
+    so what a module (or a failed job) left cached is dropped after it: the heap would fill otherwise
+    (a run of the whole suite once died on "Not enough memory to build and broadcast")."""
+    yield
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        return
+    spark.catalog.clearCache()
+    for rdd in spark.sparkContext._jsc.getPersistentRDDs().values():
+        rdd.unpersist(False)
 
 
 @pytest.fixture
@@ -29,3 +59,38 @@ def lake(tmp_path) -> str:
 def cfg(lake) -> Config:
     """Test config with its own lake; extend with cfg.with_overrides({...})."""
     return load_config("test", [f"lake.root={lake}"])
+
+
+# The settings of the one whole pipeline run the tests share: half the tiny ratings held back, so that
+# the pipeline's simulate task replays 2,000 of them and tests that stream more still have some.
+PIPELINE_ENV = {"LAKEJOBS__STREAM__HOLDBACK_FRACTION": "0.5", "LAKEJOBS__SIMULATOR__EVENTS_PER_FILE": "100"}
+
+
+class PipelineRun:
+    """`lakejobs pipeline --env test` in a process of its own, as a user runs it, started in the
+    background when first asked for; .finished() waits for it and returns (lake, output)."""
+
+    def __init__(self, lake: str):
+        self.lake = lake
+        self.proc = subprocess.Popen([LAKEJOBS, "pipeline", "--env", "test", "--conf", f"lake.root={lake}"],
+                                     env={**os.environ, **PIPELINE_ENV}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.output: tuple[str, str] | None = None
+
+    def finished(self) -> tuple[str, str, str]:
+        """(lake, stdout, stderr) once the run has ended; fails the test when it did not succeed."""
+        if self.output is None:
+            self.output = self.proc.communicate(timeout=3600)  # a hang guard only
+        out, err = self.output
+        assert self.proc.returncode == 0, (out + err)[-5000:]
+        return self.lake, out, err
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """The whole pipeline once per test run, on the generator's tiny data. Tests only read its lake
+    (or copy it): `lakejobs status` checks it, test_quiet_output its output, test_airflow compares a
+    DAG run with it."""
+    run = PipelineRun(str(tmp_path_factory.mktemp("pipeline_run") / "lake"))
+    yield run
+    run.proc.kill()

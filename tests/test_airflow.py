@@ -21,7 +21,7 @@ from common.config import load_config
 from common.ledger import LEDGER_TABLE
 from jobs import airflow_dag, cli
 from jobs.pipeline import load_tasks
-from tests.conftest import REPO
+from tests.conftest import PIPELINE_ENV, REPO
 
 LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 
@@ -64,7 +64,7 @@ def test_one_look_of_the_sensor_says_not_yet_then_times_out_with_our_line_then_f
 # ---- Airflow itself: its own virtualenv, a metadata DB in a temporary AIRFLOW_HOME per module ----
 
 DAG_RUN_DATE, SENSOR_RUN_DATE = "2026-01-06", "2026-01-07"
-STREAM = {"LAKEJOBS__STREAM__HOLDBACK_FRACTION": "0.1"}  # the speed layer has events to replay
+STREAM = PIPELINE_ENV  # as the suite's `lakejobs pipeline` run, which a DAG run is compared with
 
 
 def airflow(home, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -158,9 +158,10 @@ def assert_same_data(left, right, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dag_run(airflow_home, tmp_path_factory) -> tuple[str, str]:
+def dag_run(airflow_home, pipeline_run, tmp_path_factory) -> tuple[str, str]:
     """One whole run of the DAG by `airflow dags test` (every task, sensor included, in dependency
-    order) on the generator's tiny data; returns its lake and its Airflow output."""
+    order) on the generator's tiny data; returns its lake and its Airflow output. Asks for the suite's
+    `lakejobs pipeline` run first, so that the two run side by side."""
     lake = str(tmp_path_factory.mktemp("airflow_lake") / "lake")
     done = airflow(airflow_home, "dags", "test", airflow_dag.DAG_ID, DAG_RUN_DATE, "-c", json.dumps({"env": "test"}),
                    env={"LAKEJOBS__LAKE__ROOT": lake, **STREAM}, timeout=3600)
@@ -168,22 +169,10 @@ def dag_run(airflow_home, tmp_path_factory) -> tuple[str, str]:
     return lake, done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    """`lakejobs pipeline` on the same data into its own lake, started first: it runs beside the DAG."""
-    reference = str(tmp_path_factory.mktemp("pipeline_lake") / "lake")
-    proc = subprocess.Popen([LAKEJOBS, "pipeline", "--env", "test", "--conf", f"lake.root={reference}"],
-                            env={**os.environ, **STREAM}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    yield reference, proc
-    proc.kill()
-
-
 @pytest.mark.slow
-def test_a_whole_dag_run_leaves_the_tables_lakejobs_pipeline_leaves(spark, reference_run, dag_run):
+def test_a_whole_dag_run_leaves_the_tables_lakejobs_pipeline_leaves(spark, pipeline_run, dag_run):
     lake, _ = dag_run
-    reference, proc = reference_run
-    output, _ = proc.communicate(timeout=3600)
-    assert proc.returncode == 0, output[-5000:]
+    reference, _, _ = pipeline_run.finished()  # started before the DAG run (see dag_run), it ran beside it
     names = data_tables(spark, reference)
     assert data_tables(spark, lake) == names
     assert {"bronze.ratings", "silver.ratings", "gold.movie_stats_batch", "bronze.rating_events",
@@ -212,6 +201,28 @@ def test_the_sensor_waits_in_reschedule_mode_then_fails_with_our_line_when_nothi
     by_task = {t["task_id"]: t["state"] for t in json.loads(states.stdout)}
     assert by_task[airflow_dag.SENSOR_TASK] == "failed" and by_task["full_load"] == "upstream_failed"
     assert not os.path.exists(lake + "/bronze")  # nothing downstream ran
+
+
+@pytest.mark.slow
+def test_a_task_run_again_for_the_same_logical_date_changes_no_data(spark, airflow_home, dag_run):
+    """What clearing a finished task in the UI does, by Airflow's own `tasks test` on the same run: a
+    batch task and the stream task run again, each adding at most one version and changing no data."""
+    lake, output = dag_run
+    cfg = lake_cfg(lake)
+    before = {name: tables.current_version(spark, cfg, name).version for name in data_tables(spark, lake)}
+    ledger_rows = tables.read(spark, cfg, LEDGER_TABLE).count()
+    for task in ("full_load", "speed"):
+        done = airflow(airflow_home, "tasks", "test", airflow_dag.DAG_ID, task, run_id(output),
+                       "-t", json.dumps({"env": "test"}), env={"LAKEJOBS__LAKE__ROOT": lake, **STREAM}, timeout=1800)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    for name, version in before.items():
+        after = tables.current_version(spark, cfg, name).version
+        assert after - version <= 1, f"{name}: {after - version} new versions"
+        assert_same_data(tables.read(spark, cfg, name, after), tables.read(spark, cfg, name, version), name)
+    reruns = tables.read(spark, cfg, LEDGER_TABLE).orderBy("started_at").select("job", "status", "logical_date") \
+        .collect()[ledger_rows:]
+    assert [tuple(r) for r in reruns] == [(job, "succeeded", date.fromisoformat(DAG_RUN_DATE))
+                                          for job in ("full_load", "speed")]
 
 
 def run_id(airflow_output: str) -> str:

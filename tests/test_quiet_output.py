@@ -2,22 +2,15 @@
 Spark, the JVM or MLflow (spark.log_level, ERROR unless set otherwise, holds from the JVM's first line)."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 JAVA_FRAME = re.compile(r"^\s+at [\w$.]+\(.*\)$|^Caused by: |^\S+(Exception|Error): ", re.MULTILINE)
 
 
-def test_the_whole_pipeline_prints_no_stack_trace_and_no_warning(tmp_path):
-    done = subprocess.run([LAKEJOBS, "pipeline", "--env", "test", "--conf", f"lake.root={tmp_path / 'lake'}",
-                           "--conf", "stream.holdback_fraction=0.05"],  # so that the speed layer has events to merge
-                          capture_output=True, text=True, timeout=3600)  # a hang guard: on a loaded 2-core machine the pipeline has taken over 30 min
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-5000:]
-    assert "[speed] stream speed_ratings_merge:" in done.stdout and "[score] wrote" in done.stdout  # it ran through
+def test_the_whole_pipeline_prints_no_stack_trace_and_no_warning(pipeline_run):
+    _, stdout, stderr = pipeline_run.finished()  # the suite's one `lakejobs pipeline` (tests/conftest.py)
+    output = stdout + stderr
+    assert "[speed] stream speed_ratings_merge:" in stdout and "[score] wrote" in stdout  # it ran through
     assert not JAVA_FRAME.findall(output), output[-5000:]
     assert "Traceback" not in output
     # The one exception: the JVM's module system prints this for the --add-modules flag Spark's launcher

@@ -15,17 +15,15 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from common import tables, tracking
-from common.config import load_config
 from common.errors import SensorTimeout, UnknownJobError
 from jobs import pipeline, status, status_text
 from jobs.runner import run_job
 from jobs.simulate import events_dir
 
 LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
-# Half the ratings held back: the pipeline replays 2,000 of them (its simulate task), the tests the rest.
-# maintain (the pipeline's last task) on the stream's tables only: every table takes minutes on a busy machine.
-TINY = {"stream.holdback_fraction": 0.5, "simulator.events_per_file": 100,
-        "maintain.tables": ["bronze.rating_events", "silver.ratings"]}
+# The settings of the suite's pipeline run (tests/conftest.py PIPELINE_ENV): half the ratings held back,
+# the pipeline replayed 2,000 of them (its simulate task), the tests stream some of the rest.
+TINY = {"stream.holdback_fraction": 0.5, "simulator.events_per_file": 100}
 
 
 def lakejobs(cfg, *args: str) -> subprocess.CompletedProcess:
@@ -33,21 +31,10 @@ def lakejobs(cfg, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def pipeline_lake(spark, tmp_path_factory):
-    """The lake of one run of conf/pipeline.yaml (each task with its conf, as `lakejobs pipeline`
-    runs it) on the generator's tiny data, built once per module."""
-    lake = tmp_path_factory.mktemp("status") / "lake"
-    cfg = load_config("test", [f"lake.root={lake}"]).with_overrides(TINY)
-    tasks = pipeline.load_tasks()
-    for name in pipeline.run_order(pipeline.load_dag()):
-        run_job(spark, cfg.with_overrides(tasks[name].conf), name)
-    return lake
-
-
 @pytest.fixture
-def lake(cfg, pipeline_lake):
-    shutil.copytree(pipeline_lake, cfg["lake.root"], symlinks=True)
+def lake(cfg, pipeline_run):
+    """A copy of the lake of the suite's one `lakejobs pipeline` run (tests/conftest.py), for a test to change."""
+    shutil.copytree(pipeline_run.finished()[0], cfg["lake.root"], symlinks=True)
     return cfg.with_overrides(TINY)
 
 
