@@ -67,7 +67,7 @@ pipeline: setup ## run conf/pipeline.yaml's tasks in order in one local Spark se
 	$(LAKEJOBS) pipeline --env $(ENV) $(SOURCE_CONF) $(CONF) $(if $(PLAN),--plan)
 
 test: setup ## run the test suite
-	$(PY) -m pytest tests -n 2 --dist loadgroup
+	$(PY) -m pytest tests -n 2
 
 bench: setup ## run the benchmarks (BENCH_ARGS="--only batch --sizes 1000000"); writes bench/results.json and bench/RESULTS.md
 	$(PY) -m bench.run $(BENCH_ARGS)

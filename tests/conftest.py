@@ -21,12 +21,20 @@ SHARED_MOVIELENS = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "m
 PIPELINE_MODULES = {"test_airflow", "test_quiet_output", "test_status"}
 
 
-def pytest_collection_modifyitems(items):
-    """For `make test`'s `-n 2 --dist loadgroup`: a module's tests stay in one worker (its module
-    fixtures are built once), and the modules sharing the whole pipeline run stay in one too."""
-    for item in items:
-        module = item.module.__name__.rpartition(".")[2]
-        item.add_marker(pytest.mark.xdist_group("pipeline" if module in PIPELINE_MODULES else module))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers. Each module's tests go to one worker (its module
+    fixtures are built once), and the modules sharing the whole pipeline run go to one together.
+    (xdist's own --dist loadgroup cannot do it under pytest 9: it renames items by their _nodeid,
+    which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0].rpartition("/")[2].removesuffix(".py")
+            return "pipeline" if module in PIPELINE_MODULES else module
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")
