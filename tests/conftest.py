@@ -12,6 +12,13 @@ from pyspark.sql import SparkSession
 from common.config import Config, load_config
 from common.session import get_session
 
+# pytest-xdist's workers run with a bare __main__ (no __spec__, no __file__), which pyspark's Spark
+# Connect import check (pyspark.sql.connect.utils.check_dependencies, reached by mlflow.spark.log_model)
+# takes for a doctest run and ends with sys.exit(0). Give it the file every other runner has.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "pytest-xdist-worker"
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 SHARED_MOVIELENS = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "movielens"))
