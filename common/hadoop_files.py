@@ -35,8 +35,16 @@ class HadoopFiles:
             stream.close()
 
     def count_files(self, folder: str) -> int:
-        """Data files under a table's folder, its transaction log left out."""
-        found, listing = 0, self._fs.listFiles(self._path(folder), True)
-        while listing.hasNext():
-            found += "/_delta_log/" not in listing.next().getPath().toString()
+        """Data files under a table's folder. The transaction log is not entered: a writer beside us
+        (the stream) renames temporary files there, and a listing that reads each file's permissions
+        fails on one that vanished between the listing and the look (seen beside a running stream)."""
+        found = 0
+        for status in self._fs.listStatus(self._path(folder)):
+            if not status.isDirectory():
+                found += 1
+            elif status.getPath().getName() != "_delta_log":
+                listing = self._fs.listFiles(status.getPath(), True)
+                while listing.hasNext():
+                    listing.next()
+                    found += 1
         return found
