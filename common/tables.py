@@ -204,9 +204,9 @@ def version_before_write(spark: SparkSession, cfg: Config, name: str) -> int | N
     return current_version(spark, cfg, name).version if exists(spark, cfg, name) else None
 
 
-def last_commit(spark: SparkSession, cfg: Config, name: str, since: int | None = None) -> TableVersion:
+def last_commit(spark: SparkSession, cfg: Config, name: str, since: int | None) -> TableVersion:
     """The version and rows (Delta's own operation metrics) of the newest data commit after version
-    `since`: the one a write just made. Upkeep commits are passed over. When there is none, Delta
+    `since` (None: the table did not exist): the one a write just made. Upkeep commits are passed over. When there is none, Delta
     found nothing to commit (an empty table overwritten with nothing): the table is unchanged and the
     write wrote no rows."""
     history = delta_table(spark, cfg, name).history(20).where(~F.col("operation").isin(*UPKEEP_OPERATIONS))

@@ -77,13 +77,15 @@ def cfg(lake) -> Config:
 
 
 # The settings of the one whole pipeline run the tests share: half the tiny ratings held back, so that
-# the pipeline's simulate task replays 2,000 of them and tests that stream more still have some.
-PIPELINE_ENV = {"LAKEJOBS__STREAM__HOLDBACK_FRACTION": "0.5", "LAKEJOBS__SIMULATOR__EVENTS_PER_FILE": "100"}
+# the pipeline's simulate task replays 2,000 of them and tests that stream more still have some. As
+# environment variables too, for the processes the tests start (LAKEJOBS__SECTION__KEY).
+PIPELINE_CONF = {"stream.holdback_fraction": 0.5, "simulator.events_per_file": 100}
+PIPELINE_ENV = {"LAKEJOBS__" + key.upper().replace(".", "__"): str(value) for key, value in PIPELINE_CONF.items()}
 
 
 class PipelineRun:
     """`lakejobs pipeline --env test` in a process of its own, as a user runs it, started in the
-    background when first asked for; .finished() waits for it and returns (lake, output)."""
+    background when first asked for; .finished() waits for it and returns (lake, stdout, stderr)."""
 
     def __init__(self, lake: str):
         self.lake = lake

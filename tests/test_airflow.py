@@ -21,9 +21,8 @@ from common.config import load_config
 from common.ledger import LEDGER_TABLE
 from jobs import airflow_dag, cli
 from jobs.pipeline import load_tasks
-from tests.conftest import PIPELINE_ENV, REPO
+from tests.conftest import LAKEJOBS, PIPELINE_ENV, REPO
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 
 
 def lakejobs(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

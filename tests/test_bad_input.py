@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 from chispa import assert_df_equality
@@ -12,8 +11,8 @@ from common import raw_zone, tables
 from common.errors import ReconciliationError
 from jobs.generator import GeneratorSpec, generate
 from jobs.runner import run_job
+from tests.conftest import LAKEJOBS
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 
 UNTERMINATED = "unterminated quote: the quoted field runs past the end of the line (a newline inside quotes?)"
 GOOD = [b"1,10,4.0,1500000000", b'2,"20",3.5,1500000100']

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from common import __version__, raw_zone, tables
 from jobs.registry import JOBS
 from jobs.runner import run_job
-from tests.conftest import REPO
+from tests.conftest import LAKEJOBS, REPO
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 
 
 def lakejobs(*args: str) -> subprocess.CompletedProcess:

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from mlflow.tracking import MlflowClient
 
 from common import raw_zone
 from common.config import load_config
 from jobs.pipeline import load_tasks
+from tests.conftest import LAKEJOBS
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 TEST = load_config("test")
 
 

@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 from chispa import assert_df_equality
@@ -20,9 +19,9 @@ from jobs.runner import run_job
 from jobs.simulate import events_dir
 from jobs.speed import checkpoint
 from tests import oracle
+from tests.conftest import LAKEJOBS
 from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 KILLS = 5
 # 21,000 held-back ratings, replayed with every kind of fault, 1,000 events a file, 3 files a batch.
 STREAM = {"generator.ratings": 30000, "generator.users": 300, "generator.movies": 2000,

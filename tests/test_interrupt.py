@@ -2,18 +2,16 @@
 and the command ends with one line and the shell's exit status for the signal, not a traceback."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from common import tables
 from common.config import load_config
 from jobs.runner import run_job
+from tests.conftest import LAKEJOBS
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,9 +17,9 @@ from jobs.runner import run_job
 from jobs.simulate import events_dir
 from jobs.speed import checkpoint
 from tests import oracle
+from tests.conftest import LAKEJOBS
 from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 # 1,500 held-back events in 15 files, merged one file a micro-batch: many small files in every stream table.
 STREAM = {"stream.holdback_fraction": 0.3, "simulator.events_per_file": 100, "simulator.max_events": 1500,
           "simulator.rerating_rate": 0.2, "simulator.duplicate_rate": 0.1, "stream.max_files_per_trigger": 1}

@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import threading
 import urllib.parse
 import zipfile
@@ -22,9 +21,9 @@ from common.errors import SourceError
 from jobs import sources
 from jobs.generator import GeneratorSpec, generate
 from jobs.runner import run_job
+from tests.conftest import LAKEJOBS
 
 SIGNATURE = "c2e9f0a7d3b14e55aa0f1b2c3d4e5f60"  # stands for a presigned URL's signature
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
 
 
 @pytest.mark.parametrize("key", [

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -19,11 +18,11 @@ from common.errors import SensorTimeout, UnknownJobError
 from jobs import pipeline, status, status_text
 from jobs.runner import run_job
 from jobs.simulate import events_dir
+from tests.conftest import LAKEJOBS, PIPELINE_CONF
 
-LAKEJOBS = os.path.join(os.path.dirname(sys.executable), "lakejobs")
-# The settings of the suite's pipeline run (tests/conftest.py PIPELINE_ENV): half the ratings held back,
-# the pipeline replayed 2,000 of them (its simulate task), the tests stream some of the rest.
-TINY = {"stream.holdback_fraction": 0.5, "simulator.events_per_file": 100}
+# The settings of the suite's pipeline run: half the ratings held back, the pipeline replayed 2,000 of
+# them (its simulate task), the tests stream some of the rest.
+TINY = PIPELINE_CONF
 
 
 def lakejobs(cfg, *args: str) -> subprocess.CompletedProcess:
