@@ -25,6 +25,9 @@ STREAM = {"stream.holdback_fraction": 0.3, "simulator.events_per_file": 100, "si
           "simulator.rerating_rate": 0.2, "simulator.duplicate_rate": 0.1, "stream.max_files_per_trigger": 1}
 # The tables the stream writes (maintain on every table of the lake takes minutes on a busy machine).
 STREAM_TABLES = ["bronze.rating_events", "quarantine.rating_events", "silver.ratings", "gold.movie_stats_realtime"]
+# Maintain runs beside the stream, each after a new micro-batch committed: back to back they starve the
+# stream of the 2 cores (a CI run merged fewer than 15 batches in 10 min).
+MAINTAIN_RUNS = 3
 
 
 def committed_batches(cfg) -> int:
@@ -49,11 +52,17 @@ def test_maintain_beside_the_running_stream_compacts_and_the_serving_view_stays_
     assert files == 15
     stream = start_live_stream(cfg)
     try:
-        runs, deadline = [], time.monotonic() + 600
-        while committed_batches(cfg) < files:  # maintain again and again while micro-batches commit
+        runs, merged, progressed = [], 0, time.monotonic()
+        while (done := committed_batches(cfg)) < files:
             assert stream.poll() is None, stream.stderr.read()
-            assert time.monotonic() < deadline, "the stream did not merge every file in time"
-            runs.append((committed_batches(cfg), run_job(spark, cfg, "maintain")))
+            if done > merged:
+                merged, progressed = done, time.monotonic()
+            # Stuck, not slow: a loaded machine merges slowly, a broken stream not at all.
+            assert time.monotonic() - progressed < 300, f"no micro-batch committed for 5 min ({done} of {files})"
+            if done > (runs[-1][0] if runs else 0) and len(runs) < MAINTAIN_RUNS:
+                runs.append((done, run_job(spark, cfg, "maintain")))  # once a new micro-batch has committed
+            else:
+                time.sleep(0.5)
         assert any(0 < batches < files for batches, _ in runs), "no maintain ran while micro-batches were merging"
         # Every event merged, the stream still running: the view and silver are right, the files fewer.
         assert_serving_equals_recompute(spark, cfg)
