@@ -96,6 +96,7 @@ def _dispatch(args) -> int:
     if args.command == "submit-args":  # so spark-submit and get_session configure Spark one way
         if args.master:
             check_master(args.master)
+            cfg = cfg.with_overrides({"spark.master": args.master})  # the jars travel differently to a cluster
         # In a file only the owner reads, not as --conf arguments: `ps` shows any process's arguments
         # to every user of the machine, spark.conf's secrets with them.
         print(f"--properties-file {_write_properties(session_settings(cfg), args.properties_file)}")
