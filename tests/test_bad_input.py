@@ -9,6 +9,7 @@ from chispa import assert_df_equality
 
 from common import raw_zone, tables
 from common.errors import ReconciliationError
+from jobs import full_load
 from jobs.generator import GeneratorSpec, generate
 from jobs.runner import run_job
 from tests.conftest import LAKEJOBS
@@ -153,6 +154,12 @@ JOINED = (b"1500000000\n2,", b"1500000000,2,")  # two lines joined: the manifest
 def loaded_then_tampered(request, spark, cfg, bad_folder, tmp_path):
     """A lake with a loaded snapshot, then a second snapshot landed whose ratings.csv was changed after
     landing, keeping its size (by default one line split in two at a comma)."""
+    second, landed = _loaded_then_landed(spark, cfg, bad_folder, tmp_path)
+    _tamper(landed.file("ratings.csv"), *request.param)
+    return second, landed
+
+
+def _loaded_then_landed(spark, cfg, bad_folder, tmp_path):
     first = cfg.with_overrides({"source.kind": "folder", "source.folder": bad_folder})
     run_job(spark, first, "extract")
     run_job(spark, first, "full_load")
@@ -164,15 +171,14 @@ def loaded_then_tampered(request, spark, cfg, bad_folder, tmp_path):
         f.write(b"12,120,3.0,1500000200\n")
     second = cfg.with_overrides({"source.kind": "folder", "source.folder": str(second_folder)})
     run_job(spark, second, "extract")
-    landed = raw_zone.find(second)
-    _tamper(landed.file("ratings.csv"), *request.param)
-    return second, landed
+    return second, raw_zone.find(second)
 
 
 @pytest.mark.parametrize("loaded_then_tampered", [SPLIT, JOINED], ids=["split", "joined"], indirect=True)
-def test_a_load_that_does_not_reconcile_leaves_bronze_and_quarantine_as_they_were(spark, loaded_then_tampered):
+def test_a_load_that_does_not_reconcile_writes_nothing(spark, loaded_then_tampered):
     """Split: the load reads a line more than landed. Joined: one fewer (before, the missing line was
-    booked as a repeated header and the load succeeded)."""
+    booked as a repeated header and the load succeeded). Refused before the commit: no new version of
+    either table (before, bronze was overwritten, then restored)."""
     cfg, landed = loaded_then_tampered
     landed_lines = len(GOOD) + len(BAD) + 2  # the header, the lines of bad_folder, one more line
     read = open(landed.file("ratings.csv"), "rb").read().count(b"\n")  # the file ends with one
@@ -180,12 +186,32 @@ def test_a_load_that_does_not_reconcile_leaves_bronze_and_quarantine_as_they_wer
     before = {t: tables.current_version(spark, cfg, t).version for t in ("bronze.ratings", "quarantine.ratings")}
     with pytest.raises(ReconciliationError) as failed:
         run_job(spark, cfg, "full_load")
-    assert str(failed.value).startswith(f"ratings.csv: {landed_lines:,} lines counted at landing "
-                                        f"(_SUCCESS.json), {read:,} read now")
+    assert str(failed.value) == (f"ratings.csv: {landed_lines:,} lines counted at landing (_SUCCESS.json), "
+                                 f"{read:,} read now: the file changed after landing; nothing was loaded. "
+                                 f"Land it again: delete {landed.path} and run extract")
+    assert {t: tables.current_version(spark, cfg, t).version for t in before} == before
+    assert landed.id not in {r._snapshot_id for r in tables.read(spark, cfg, "bronze.ratings").collect()}
+
+
+def test_a_file_changed_during_the_load_leaves_bronze_and_quarantine_as_they_were(spark, cfg, bad_folder, tmp_path,
+                                                                                 monkeypatch):
+    """The race the check before the writes cannot see: the file changes once it was counted (here
+    right after the check). The counts after the writes catch it and both tables go back."""
+    cfg, landed = _loaded_then_landed(spark, cfg, bad_folder, tmp_path)
+    check = full_load.refuse_if_changed
+
+    def check_then_tamper(raw, snapshot, file):
+        check(raw, snapshot, file)
+        if file == "ratings.csv":
+            _tamper(landed.file(file), *SPLIT)
+    monkeypatch.setattr(full_load, "refuse_if_changed", check_then_tamper)
+    before = {t: tables.current_version(spark, cfg, t).version for t in ("bronze.ratings", "quarantine.ratings")}
+    with pytest.raises(ReconciliationError, match=r"^ratings.csv: .* read now: .*; bronze.ratings restored to v0 "
+                                                  r"and quarantine.ratings restored to v0; the file changed"):
+        run_job(spark, cfg, "full_load")
     for t, version in before.items():
         assert_df_equality(tables.read(spark, cfg, t), tables.read(spark, cfg, t, version=version),
                            ignore_row_order=True)
-    assert landed.id not in {r._snapshot_id for r in tables.read(spark, cfg, "bronze.ratings").collect()}
 
 
 def test_a_file_changed_in_size_after_landing_is_refused_before_anything_is_written(spark, cfg, bad_folder):
@@ -207,10 +233,8 @@ def test_a_reconciliation_failure_is_one_line_from_the_cli_without_a_traceback(l
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"lakejobs: error: ratings.csv: {len(GOOD) + len(BAD) + 2:,} lines counted at landing "
-                      f"(_SUCCESS.json), {len(GOOD) + len(BAD) + 3:,} read now: 1 header, 2 loaded, "
-                      f"{len(BAD) + 2} quarantined ({len(BAD) + 2} found malformed); bronze.ratings restored to v0 "
-                      f"and quarantine.ratings restored to v0; the file changed after landing: delete "
-                      f"{landed.path} and run extract again"], done.stderr[-3000:]
+                      f"(_SUCCESS.json), {len(GOOD) + len(BAD) + 3:,} read now: the file changed after landing; "
+                      f"nothing was loaded. Land it again: delete {landed.path} and run extract"], done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "\tat org." not in done.stderr
 
 
