@@ -36,3 +36,7 @@ class QueryError(LakejobsError):
 class ReconciliationError(LakejobsError):
     """The lines of a landed file do not add up to the rows loaded and quarantined; the message gives
     both sides and what to do, and the tables the load wrote are back at their earlier versions."""
+
+
+class ExpectationError(LakejobsError):
+    """A load broke an expect_or_fail rule or its source's max_bad_fraction; nothing was committed."""

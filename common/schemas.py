@@ -1,6 +1,7 @@
 """Declared source schemas (conf/schemas.yaml) as typed objects."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import types as T
@@ -25,11 +26,39 @@ class Column:
         return SPARK_TYPES[self.type]
 
 
+# The vocabulary of Databricks/Spark Declarative Pipelines: keep the row and count it; quarantine it
+# with the rule's name as its reason; stop the load before anything is committed.
+POLICIES = ("expect", "expect_or_drop", "expect_or_fail")
+_REFERENCE = re.compile(r"^\s*(\w+)\s+IN\s+(\w+)\.(\w+)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`column IN source.key`: the row's column must be a key of the other source's good rows."""
+    column: str
+    source: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    policy: str                   # one of POLICIES
+    condition: str                # a SQL condition on the row's columns, or `column IN source.key`
+    reference: Reference | None   # the parsed `column IN source.key` form, else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.policy} '{self.name}' ({self.condition})"
+
+
 @dataclass(frozen=True)
 class SourceSchema:
     name: str
     file: str | None          # the raw file of a batch source; None for a stream
     columns: tuple[Column, ...]
+    expectations: tuple[Expectation, ...] = ()
+    max_bad_fraction: float | None = None  # None: sources.max_bad_fraction applies
 
     @property
     def header(self) -> str:
@@ -53,7 +82,11 @@ def stream_schema(dataset: str, name: str) -> SourceSchema:
 
 
 def _declared(dataset: str) -> dict[str, SourceSchema]:
-    declared = read_conf_file("schemas.yaml")
+    return parse_schemas(read_conf_file("schemas.yaml"), dataset)
+
+
+def parse_schemas(declared: dict, dataset: str) -> dict[str, SourceSchema]:
+    """The sources of one dataset of a schemas.yaml document, checked."""
     if dataset not in declared:
         raise ConfigError(f"no schemas declared for dataset '{dataset}' in conf/schemas.yaml")
     out = {}
@@ -63,5 +96,32 @@ def _declared(dataset: str) -> dict[str, SourceSchema]:
             if col.get("type") not in SPARK_TYPES:
                 raise ConfigError(f"conf/schemas.yaml: {dataset}.{name}.{col.get('name')} has unknown type {col.get('type')!r}")
             cols.append(Column(**col))
-        out[name] = SourceSchema(name, spec.get("file"), tuple(cols))
+        fraction = spec.get("max_bad_fraction")
+        if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction <= 1):
+            raise ConfigError(f"conf/schemas.yaml: {dataset}.{name}.max_bad_fraction is {fraction!r}; expected 0 to 1")
+        out[name] = SourceSchema(name, spec.get("file"), tuple(cols), (), fraction)
+    for name, spec in declared[dataset].items():  # references are checked once every source is known
+        rules = tuple(_expectation(f"{dataset}.{name}", rule, out[name], out) for rule in spec.get("expectations", []))
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"conf/schemas.yaml: {dataset}.{name} has two expectations of the same name")
+        out[name] = SourceSchema(out[name].name, out[name].file, out[name].columns, rules, out[name].max_bad_fraction)
     return out
+
+
+def _expectation(where: str, rule: dict, schema: SourceSchema, sources: dict[str, SourceSchema]) -> Expectation:
+    policies = [p for p in POLICIES if p in (rule or {})]
+    unknown = set(rule or {}) - {"name", *POLICIES}
+    if not isinstance(rule, dict) or not rule.get("name") or len(policies) != 1 or unknown:
+        raise ConfigError(f"conf/schemas.yaml: {where}.expectations has {rule!r}; expected "
+                          f"{{name: ..., <one of {', '.join(POLICIES)}>: <condition>}}")
+    condition = str(rule[policies[0]])
+    reference = None
+    if match := _REFERENCE.match(condition):
+        column, source, key = match.groups()
+        other = sources.get(source)
+        if column not in {c.name for c in schema.columns} or other is None or key not in {c.name for c in other.columns}:
+            raise ConfigError(f"conf/schemas.yaml: {where} expectation '{rule['name']}': '{condition}' needs a column "
+                              f"{column} here and a declared source {source} with a column {key}")
+        reference = Reference(column, source, key)
+    return Expectation(str(rule["name"]), policies[0], condition, reference)

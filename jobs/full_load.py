@@ -20,6 +20,7 @@ from common.config import Config
 from common.errors import ReconciliationError, SourceError
 from common.ledger import RunResult
 from common.schemas import SourceSchema, source_schemas
+from jobs import expectations
 from jobs.parsing import LINE, REASON, bad_rows, classify, good_rows
 
 METADATA = ["_source_file", "_snapshot_id", "_ingested_at"]
@@ -40,14 +41,18 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     result = RunResult(notes=[f"loaded snapshot {snapshot.id}"])
     for name, schema in source_schemas(cfg["raw.dataset"]).items():
         raw = read_lines(spark, snapshot.file(schema.file), schema)
-        refuse_if_changed(raw, snapshot, schema.file)
+        refuse_if_resized(raw, snapshot, schema.file)
         metadata = ingest_metadata(raw.source_file, snapshot.id, ingested_at)
-        # One pass parses and checks the file, writes its good lines and counts the malformed ones. Only a
-        # file with malformed lines is read a second time, for them: clean files cost one pass (and the line count), and no
-        # cache holds a whole file in memory.
-        loaded, seen = _load_good(raw.lines, schema, metadata, cfg, name)
+        references = reference_keys(spark, cfg, snapshot, schema)
+        # The first pass parses and checks every line and writes nothing: a file that is not what landed,
+        # breaks an expect_or_fail rule or is too often malformed is refused with nothing committed. The
+        # second writes the good lines; only a file with malformed lines is read a third time, for them.
+        # No cache holds a whole file in memory.
+        before = checked_lines(raw.lines, schema, cfg, references).agg(*_tallies(schema)).first().asDict()
+        check_before_writing(snapshot, schema, before, cfg)
+        loaded, seen = _load_good(raw.lines, schema, metadata, cfg, references)
         if seen["malformed"]:  # counted again only for the fence the observation makes (see `counted`)
-            classified = counted(raw.lines, schema, cfg, Observation()).where(~F.col(HEADER))
+            classified = counted(raw.lines, schema, cfg, references, Observation()).where(~F.col(HEADER))
         else:
             classified = classify(raw.lines, schema).where(F.lit(False))
         quarantined = tables.overwrite(bad_rows(classified.withColumns(metadata), name, METADATA),
@@ -56,25 +61,50 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         result.writes += [loaded, quarantined]
         result.counts |= {f"{name}.input": snapshot.data_rows(schema.file), f"{name}.loaded": loaded.rows,
                           f"{name}.quarantined": quarantined.rows}
+        result.counts |= {f"{name}.{k}": v for k, v in seen.items() if k.startswith("expect.")}
         if seen["headers"] > 1:  # lines equal to the header, e.g. from concatenated files: not data
             result.counts[f"{name}.repeated_headers"] = seen["headers"] - 1
     return result
 
 
-def refuse_if_changed(raw: RawFile, snapshot: raw_zone.Snapshot, file: str) -> None:
-    """Refuse, before anything is written, a file that is not what landed: its size, then its lines
-    split as the load splits them (a pass that parses nothing, ~5% of a load). Bronze is never
-    replaced by a load that then fails to reconcile."""
-    landed = snapshot.manifest["files"][file]
-    again = (f"the file changed after landing; nothing was loaded. Land it again: delete {snapshot.path} "
-             "and run extract")
-    if raw.size != landed["bytes"]:
-        raise ReconciliationError(
-            f"{file}: {raw.size:,} bytes now, {landed['bytes']:,} when it landed ({raw_zone.MARKER}): {again}")
-    read = raw.lines.count()
-    if read != landed["lines"]:
-        raise ReconciliationError(
-            f"{file}: {landed['lines']:,} lines counted at landing ({raw_zone.MARKER}), {read:,} read now: {again}")
+def refuse_if_resized(raw: RawFile, snapshot: raw_zone.Snapshot, file: str) -> None:
+    """Refuse, before a line is read, a file whose size is not what landed."""
+    landed = snapshot.manifest["files"][file]["bytes"]
+    if raw.size != landed:
+        raise ReconciliationError(f"{file}: {raw.size:,} bytes now, {landed:,} when it landed ({raw_zone.MARKER}): "
+                                  f"{_changed(snapshot)}")
+
+
+def check_before_writing(snapshot: raw_zone.Snapshot, schema: SourceSchema, counts: dict[str, int], cfg: Config) -> None:
+    """Refuse, with nothing written, a file whose lines (split as the load splits them) are not what
+    landed, or that breaks its expectations (an expect_or_fail rule, max_bad_fraction): bronze is never
+    replaced by a load that then fails."""
+    landed = snapshot.manifest["files"][schema.file]["lines"]
+    if counts["lines"] != landed:
+        raise ReconciliationError(f"{schema.file}: {landed:,} lines counted at landing ({raw_zone.MARKER}), "
+                                  f"{counts['lines']:,} read now: {_changed(snapshot)}")
+    ceiling = schema.max_bad_fraction if schema.max_bad_fraction is not None else cfg["sources.max_bad_fraction"]
+    expectations.refuse(schema.file, schema, counts, ceiling)
+
+
+def _changed(snapshot: raw_zone.Snapshot) -> str:
+    return (f"the file changed after landing; nothing was loaded. Land it again: delete {snapshot.path} "
+            "and run extract")
+
+
+def reference_keys(spark: SparkSession, cfg: Config, snapshot: raw_zone.Snapshot,
+                   schema: SourceSchema) -> dict[str, DataFrame]:
+    """For each `column IN source.key` rule, the keys of that source's rows in the same snapshot that
+    pass its declared checks (column `key`)."""
+    sources = source_schemas(cfg["raw.dataset"])
+    keys = {}
+    for rule in schema.expectations:
+        if rule.reference:
+            other = sources[rule.reference.source]
+            lines = read_lines(spark, snapshot.file(other.file), other).lines.where(~F.col(HEADER))
+            good = classify(lines, other, cfg["sources.max_line_bytes"]).where(F.col(REASON).isNull())
+            keys[rule.name] = good.select(F.col(rule.reference.key).alias("key"))
+    return keys
 
 
 def reconcile(spark: SparkSession, cfg: Config, snapshot: raw_zone.Snapshot, schema: SourceSchema,
@@ -105,12 +135,13 @@ def restore_before(spark: SparkSession, cfg: Config, written: tables.TableVersio
 
 
 def _load_good(lines: DataFrame, schema: SourceSchema, metadata: dict[str, F.Column], cfg: Config,
-               name: str) -> tuple[tables.TableVersion, dict[str, int]]:
-    """Overwrite bronze.<name> with the good lines; the table version and the lines seen (`lines`,
-    `headers`, `malformed`)."""
+               references: dict[str, DataFrame]) -> tuple[tables.TableVersion, dict[str, int]]:
+    """Overwrite bronze.<source> with the good lines; the table version and the lines seen (`lines`,
+    `headers`, `malformed`, `expect.<rule>`)."""
     seen = Observation()
-    good = good_rows(counted(lines, schema, cfg, seen).where(~F.col(HEADER)).withColumns(metadata), schema, METADATA)
-    loaded = tables.overwrite(good, cfg, f"bronze.{name}", data_statistics_only(schema))
+    checked = counted(lines, schema, cfg, references, seen).where(~F.col(HEADER)).withColumns(metadata)
+    loaded = tables.overwrite(good_rows(checked, schema, METADATA), cfg, f"bronze.{schema.name}",
+                              data_statistics_only(schema))
     return loaded, {k: int(v) for k, v in seen.get.items()}
 
 
@@ -120,17 +151,30 @@ def data_statistics_only(schema: SourceSchema) -> dict[str, str]:
     return {"delta.dataSkippingStatsColumns": ",".join(c.name for c in schema.columns)}
 
 
-def counted(lines: DataFrame, schema: SourceSchema, cfg: Config, observation: Observation) -> DataFrame:
-    """The classified lines, headers included, counted (`lines`, `headers`, `malformed`) into
+def counted(lines: DataFrame, schema: SourceSchema, cfg: Config, references: dict[str, DataFrame],
+            observation: Observation) -> DataFrame:
+    """The classified lines, headers included, their expectations applied, counted (`_tallies`) into
     `observation` as they stream past.
 
     The observation is also a fence: Spark never pushes a filter below it, and a filter on `_reason`
     pushed below the classification would inline from_csv into every check, parsing each line once
     per check instead of once.
     """
-    return classify(lines, schema, cfg["sources.max_line_bytes"]).observe(
-        observation, F.count(F.lit(1)).alias("lines"), F.count_if(F.col(HEADER)).alias("headers"),
-        F.count_if(F.col(REASON).isNotNull() & ~F.col(HEADER)).alias("malformed"))
+    return checked_lines(lines, schema, cfg, references).observe(observation, *_tallies(schema))
+
+
+def checked_lines(lines: DataFrame, schema: SourceSchema, cfg: Config, references: dict[str, DataFrame]) -> DataFrame:
+    """The lines classified by the declared checks, then by the expectations."""
+    classified = classify(lines, schema, cfg["sources.max_line_bytes"])
+    # A header line is not a row (every reader of these lines drops it): no expectation applies to it.
+    not_a_row = classified.withColumn(REASON, F.when(F.col(HEADER), F.lit("header")).otherwise(F.col(REASON)))
+    return expectations.apply(not_a_row, schema, references)
+
+
+def _tallies(schema: SourceSchema) -> list[F.Column]:
+    return [F.count(F.lit(1)).alias("lines"), F.count_if(F.col(HEADER)).alias("headers"),
+            F.count_if(F.col(REASON).isNotNull() & ~F.col(HEADER)).alias("malformed"),
+            *expectations.count_columns(schema)]
 
 
 def read_lines(spark: SparkSession, path: str, schema: SourceSchema) -> RawFile:

@@ -5,13 +5,14 @@ array), tags, links. Each transform is a pure DataFrame → DataFrame function.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from common import idempotent, stream_progress, tables
 from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
+from common.schemas import source_schemas
 
 NO_GENRES = "(no genres listed)"
 _TITLE_YEAR = r"^(.*?)\s*\((\d{4})\)\s*$"
@@ -66,6 +67,7 @@ CONFORM = {"ratings": conform_ratings, "movies": conform_movies, "tags": conform
 # The speed layer MERGEs into silver.ratings and reads its change feed for the real-time view.
 PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
 EVENTS = "bronze.rating_events"
+MOVIES = "bronze.movies"
 
 
 def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
@@ -110,6 +112,22 @@ def _merged_in_history(spark: SparkSession, cfg: Config, stream: str, since: int
              .where(F.col("version") > since).select("userMetadata").collect())
     batches = [batch for r in notes for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if app_id == stream]
     return max(batches, default=None), len(notes) == current - since
+
+
+def drops_unknown_movies(cfg: Config) -> bool:
+    """Whether conf/schemas.yaml drops ratings of movies the catalogue lacks (the shipped rule)."""
+    rules = source_schemas(cfg["raw.dataset"])["ratings"].expectations
+    return any(r.reference and r.reference.source == "movies" and r.policy == "expect_or_drop" for r in rules)
+
+
+def of_known_movies(ratings: DataFrame, movies: DataFrame, unknown: Observation) -> DataFrame:
+    """The ratings of movies the catalogue holds, the others counted into `unknown`. The load and the
+    stream quarantine ratings of unknown movies (conf/schemas.yaml); an event merged while its movie
+    was known stays in the event log but leaves silver once a new snapshot drops the movie."""
+    known = movies.select("movieId", F.lit(True).alias("_known")).distinct()
+    checked = ratings.join(F.broadcast(known), "movieId", "left")
+    return (checked.observe(unknown, F.count_if(F.col("_known").isNull()).alias("unknown"))
+            .where(F.col("_known")).drop("_known"))
 
 
 def merged_events(events: DataFrame, progress: dict[str, int], cfg: Config) -> DataFrame:
@@ -186,6 +204,11 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                 held = ", ".join(f"up to {upto} of stream '{stream}'" for stream, upto in sorted(progress.items()))
                 raise SourceError(f"silver.ratings holds micro-batches {held}, but {EVENTS}, their log, is missing: "
                                   "recomputing silver without it would drop those events. Restore the table")
+            if name == "ratings" and drops_unknown_movies(cfg) and tables.exists(spark, cfg, MOVIES):
+                reads.append(tables.current_version(spark, cfg, MOVIES))
+                observed["unknown"] = Observation()
+                source = of_known_movies(source, tables.read(spark, cfg, MOVIES, reads[-1].version),
+                                         observed["unknown"])
             if pinned and note:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note=None)
             written = tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
@@ -194,8 +217,11 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             if name == "ratings":
                 _record_progress(spark, cfg, progress, written.version)
             return reads, written
+        observed: dict[str, Observation] = {}  # one per attempt: an Observation serves one DataFrame
         reads, written = tables.with_retry(attempt)
         result.reads += reads
         result.writes.append(written)
         result.counts[f"{name}.rows"] = written.rows
+        if "unknown" in observed:
+            result.counts["ratings.expect.unknown movieId"] = int(observed["unknown"].get["unknown"])
     return result

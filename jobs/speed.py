@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from pyspark.errors import AnalysisException
+from pyspark.errors import AnalysisException, StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
 from common import idempotent, lake_files, stream_progress, tables
 from common.config import Config
-from common.errors import SourceError
+from common.errors import ExpectationError, LakejobsError, SourceError
 from common.idempotent import Txn
 from common.ledger import RunResult
-from common.schemas import stream_schema
+from common.schemas import SourceSchema, stream_schema
+from jobs import expectations
 from jobs.parsing import LINE, REASON, bad_rows, classify_json
 from jobs.realtime import realtime_deltas
 from jobs.silver import conform_ratings, logged_progress
@@ -76,6 +77,12 @@ class BatchCounts:
     batches: int = 0
     events: int = 0
     quarantined: int = 0
+    broken: dict[str, int] = field(default_factory=dict)  # expect.<rule> -> events that broke it
+    failure: LakejobsError | None = None  # a user's error inside a micro-batch, for the job to raise as is
+
+    def fail(self, error: LakejobsError) -> LakejobsError:
+        self.failure = error
+        return error
 
 
 def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame, int], None]:
@@ -88,7 +95,12 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
         txn = Txn(query_name, batch_id)
         meta = {"_stream": F.lit(query_name), "_batch_id": F.lit(batch_id),
                 "_ingested_at": F.lit(datetime.now(timezone.utc))}
-        classified = classify_json(batch, schema).withColumns(meta)
+        try:
+            references = reference_keys(spark, cfg, schema)
+        except LakejobsError as e:
+            raise counts.fail(e)
+        classified = expectations.apply(classify_json(batch, schema), schema, references)
+        classified = classified.withColumns(meta)
         # Only for valid events: a timestamp out of range would overflow the conversion and fail the batch.
         classified = classified.withColumn("event_time", F.when(F.col(REASON).isNull(), F.timestamp_seconds("timestamp")))
         if cfg["stream.late_policy"] == "quarantine":
@@ -98,7 +110,11 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
         classified = classified.persist()
         took = _Stopwatch()
         try:
-            total, bad_count = _counts(classified)
+            total, bad_count, broken = _counts(classified, schema)
+            for rule in schema.expectations:  # before anything of the batch is written
+                if rule.policy == "expect_or_fail" and (n := broken[f"expect.{rule.name}"]):
+                    raise counts.fail(ExpectationError(f"micro-batch {batch_id}: {n:,} events break {rule.label}; "
+                                                       "nothing of it was written, the stream stops here"))
             took.lap("parse")
             # The critical path first: the event log (what a batch recompute reads), then the MERGE
             # that makes the events visible in silver. The rest of the batch only delays the next one.
@@ -126,10 +142,25 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             counts.batches += 1
             counts.events += total
             counts.quarantined += bad_count
+            for key, n in broken.items():
+                counts.broken[key] = counts.broken.get(key, 0) + n
         finally:
             classified.unpersist()
 
     return handle
+
+
+def reference_keys(spark: SparkSession, cfg: Config, schema: SourceSchema) -> dict[str, DataFrame]:
+    """For each `column IN source.key` rule of the events, the keys silver holds of that source now."""
+    keys = {}
+    for rule in schema.expectations:
+        if rule.reference:
+            table = f"silver.{rule.reference.source}"
+            if not tables.exists(spark, cfg, table):
+                raise SourceError(f"{table} does not exist, and the events' expectation '{rule.name}' checks against it: "
+                                  "run the batch layer (full_load, silver) first")
+            keys[rule.name] = tables.read(spark, cfg, table).select(F.col(rule.reference.key).alias("key"))
+    return keys
 
 
 class _Stopwatch:
@@ -147,10 +178,12 @@ class _Stopwatch:
         return ", ".join(self._laps)
 
 
-def _counts(classified: DataFrame) -> tuple[int, int]:
-    """(events, malformed events) of a micro-batch, in one pass over the cached batch."""
-    row = classified.agg(F.count(F.lit(1)), F.count(REASON)).first()
-    return int(row[0]), int(row[1])
+def _counts(classified: DataFrame, schema: SourceSchema) -> tuple[int, int, dict[str, int]]:
+    """(events, malformed events, events per broken expectation) of a micro-batch, in one pass over
+    the cached batch."""
+    row = classified.agg(F.count(F.lit(1)).alias("_events"), F.count(REASON).alias("_bad"),
+                         *expectations.count_columns(schema)).first().asDict()
+    return int(row.pop("_events")), int(row.pop("_bad")), {k: int(v) for k, v in row.items()}
 
 
 def _watermark(spark: SparkSession, cfg: Config, txn: Txn) -> datetime | None:
@@ -258,8 +291,13 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     query = writer.start()
     try:
         query.awaitTermination()
+    except StreamingQueryException:
+        if counts.failure:  # Spark wraps what the batch raised in a stack trace: the user's error is one line
+            raise counts.failure from None
+        raise
     finally:
         spark.streams.removeListener(progress)
-    return RunResult(counts=vars(counts).copy(), notes=[
+    totals = {"batches": counts.batches, "events": counts.events, "quarantined": counts.quarantined}
+    return RunResult(counts=totals | {f"rating_events.{k}": v for k, v in counts.broken.items()}, notes=[
         f"stream {cfg['stream.query_name']}: {counts.events} events in {counts.batches} micro-batches, "
         f"{counts.quarantined} quarantined"])

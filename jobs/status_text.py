@@ -35,6 +35,7 @@ def status_lines(report: dict) -> list[str]:
             continue
         lines.append(f"{t['task']:<12} {t['status']:<11} {_when(t['started_at']):<19} {_took(t['seconds']):>9} "
                      f"{_num(t['rows_in']):>11} {_num(t['rows_out']):>11}")
+    lines += broken_expectations(report["tasks"])
     lines += ["", f"{'table':<28} {'version':>7} {'last write (UTC)':<19} {'':>12} {'rows':>11}"]
     for t in report["tables"]:
         lines.append(f"{t['table']:<28} {t['version']:>7} {_when(t['last_write']):<19} {_ago(t['last_write'], now):>12} "
@@ -59,6 +60,13 @@ def status_lines(report: dict) -> list[str]:
     lines.append("")
     lines += ["PROBLEMS:", *[f"  {p}" for p in report["problems"]]] if report["problems"] else ["OK"]
     return lines
+
+
+def broken_expectations(tasks: list[dict]) -> list[str]:
+    """A line of the rows that broke an expectation (conf/schemas.yaml) in each task's last run."""
+    broken = [f"{t['task']} {k.replace('.expect.', ' ')} {v:,}" for t in tasks
+              for k, v in sorted((t.get("counts") or {}).items()) if ".expect." in k and v]
+    return ["", "expectations broken (last runs): " + "; ".join(broken)] if broken else []
 
 
 def history_lines(runs: list[dict]) -> list[str]:

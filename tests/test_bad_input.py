@@ -35,12 +35,22 @@ BAD = {  # raw line -> the reason full_load must give
 
 
 @pytest.fixture
+def cfg(cfg):
+    """The files here are mostly malformed on purpose: no ceiling on the quarantined share."""
+    return cfg.with_overrides({"sources.max_bad_fraction": 1.0})
+
+
+@pytest.fixture
 def bad_folder(tmp_path) -> str:
     folder = tmp_path / "bad"
     generate(GeneratorSpec(seed=1, ratings=100, users=10, movies=50, tags=10,
                            start="2015-01-01", end="2016-01-01"), str(folder))
     lines = [b"userId,movieId,rating,timestamp", *GOOD, *BAD.keys()]
     (folder / "ratings.csv").write_bytes(b"\n".join(lines) + b"\n")
+    # The movies the hand-written lines name (10, 20, ... 120), so that no good line is an unknown movie.
+    known = {line.split(b",")[0] for line in (folder / "movies.csv").read_bytes().splitlines()}
+    with open(folder / "movies.csv", "ab") as f:
+        f.writelines(b"%d,Movie %d (2000),Drama\n" % (m, m) for m in range(10, 130, 10) if b"%d" % m not in known)
     return str(folder)
 
 
@@ -198,13 +208,13 @@ def test_a_file_changed_during_the_load_leaves_bronze_and_quarantine_as_they_wer
     """The race the check before the writes cannot see: the file changes once it was counted (here
     right after the check). The counts after the writes catch it and both tables go back."""
     cfg, landed = _loaded_then_landed(spark, cfg, bad_folder, tmp_path)
-    check = full_load.refuse_if_changed
+    check = full_load.check_before_writing
 
-    def check_then_tamper(raw, snapshot, file):
-        check(raw, snapshot, file)
-        if file == "ratings.csv":
-            _tamper(landed.file(file), *SPLIT)
-    monkeypatch.setattr(full_load, "refuse_if_changed", check_then_tamper)
+    def check_then_tamper(snapshot, schema, counts, cfg):
+        check(snapshot, schema, counts, cfg)
+        if schema.file == "ratings.csv":
+            _tamper(landed.file(schema.file), *SPLIT)
+    monkeypatch.setattr(full_load, "check_before_writing", check_then_tamper)
     before = {t: tables.current_version(spark, cfg, t).version for t in ("bronze.ratings", "quarantine.ratings")}
     with pytest.raises(ReconciliationError, match=r"^ratings.csv: .* read now: .*; bronze.ratings restored to v0 "
                                                   r"and quarantine.ratings restored to v0; the file changed"):
@@ -229,7 +239,7 @@ def test_a_file_changed_in_size_after_landing_is_refused_before_anything_is_writ
 def test_a_reconciliation_failure_is_one_line_from_the_cli_without_a_traceback(loaded_then_tampered):
     cfg, landed = loaded_then_tampered
     done = subprocess.run([LAKEJOBS, "run", "full_load", "--env", "test", "--conf", f"lake.root={cfg['lake.root']}",
-                           "--conf", f"raw.snapshot={landed.id}"], capture_output=True, text=True, timeout=600)
+                           "--conf", f"raw.snapshot={landed.id}", "--conf", "sources.max_bad_fraction=1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"lakejobs: error: ratings.csv: {len(GOOD) + len(BAD) + 2:,} lines counted at landing "

@@ -99,7 +99,8 @@ def test_ledger_records_each_run_with_versions_and_counts(spark, loaded):
     assert {r.status for r in runs} == {"succeeded"}
     silver = runs[2]
     assert sorted((t.table, t.version) for t in silver.reads) == \
-        [("bronze.links", 0), ("bronze.movies", 0), ("bronze.ratings", 0), ("bronze.tags", 0)]
+        [("bronze.links", 0), ("bronze.movies", 0), ("bronze.movies", 0), ("bronze.ratings", 0), ("bronze.tags", 0)]
+    # bronze.movies twice: silver.movies conforms it, silver.ratings keeps the ratings of its movies
     assert {t.table: t.rows for t in silver.writes}["silver.ratings"] == \
         tables.read(spark, cfg, "silver.ratings").count()
     assert runs[1].counts["ratings.loaded"] == 5000

@@ -119,7 +119,7 @@ def test_sigkill_across_a_snapshot_change_loses_nothing_and_applies_nothing_twic
     # run to the end. Every event of both snapshots is in the log and in silver, once.
     first = cfg.with_overrides({**STREAM, "generator.ratings": 6000, "stream.holdback_fraction": 0.5,
                                 "simulator.events_per_file": 300, "stream.max_files_per_trigger": 2})
-    second = first.with_overrides({"generator.seed": 4242})
+    second = first.with_overrides({"generator.ratings": 7000})  # the same catalogue, more ratings, new events
     rng, killed = random.Random(20261201), []
     for snapshot in (first, second):
         for job in ("extract", "full_load", "silver", "gold", "simulate"):

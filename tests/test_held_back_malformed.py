@@ -35,6 +35,8 @@ def test_malformed_held_back_lines_are_quarantined_by_the_stream_and_every_line_
     source = tmp_path / "source"
     generate(GeneratorSpec(seed=3, ratings=1000, users=50, movies=120, tags=10,
                            start="2015-01-01", end="2016-01-01"), str(source))
+    with open(source / "movies.csv", "a") as f:  # the movie of GOOD_NEWEST, or its event is an unknown movie's
+        f.write("70,Seventy (2000),Drama\n")
     ratings = source / "ratings.csv"
     body = ratings.read_bytes().rstrip(b"\n").split(b"\n")
     lines = body[1:] + OLD_BAD + list(NEWEST) + GOOD_NEWEST
