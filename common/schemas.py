@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import types as T
 
@@ -105,7 +105,7 @@ def parse_schemas(declared: dict, dataset: str) -> dict[str, SourceSchema]:
         names = [r.name for r in rules]
         if len(set(names)) != len(names):
             raise ConfigError(f"conf/schemas.yaml: {dataset}.{name} has two expectations of the same name")
-        out[name] = SourceSchema(out[name].name, out[name].file, out[name].columns, rules, out[name].max_bad_fraction)
+        out[name] = replace(out[name], expectations=rules)
     return out
 
 

@@ -57,13 +57,19 @@ def count_columns(schema: SourceSchema) -> list[Column]:
     return [F.count_if(F.col(broken(i))).alias(f"expect.{r.name}") for i, r in enumerate(schema.expectations)]
 
 
+def first_broken_fail_rule(schema: SourceSchema, counts: dict[str, int]) -> tuple[Expectation, int] | None:
+    """The first expect_or_fail rule some rows broke (counts: count_columns' results), and how many."""
+    return next(((r, counts[f"expect.{r.name}"]) for r in schema.expectations
+                 if r.policy == "expect_or_fail" and counts[f"expect.{r.name}"]), None)
+
+
 def refuse(file: str, schema: SourceSchema, counts: dict[str, int], max_bad_fraction: float) -> None:
     """Stop the load (nothing is committed yet) when an expect_or_fail rule is broken, or when more
     than max_bad_fraction of the data lines are quarantined."""
-    for rule in schema.expectations:
-        if rule.policy == "expect_or_fail" and counts[f"expect.{rule.name}"]:
-            raise ExpectationError(f"{file}: {counts[f'expect.{rule.name}']:,} rows break {rule.label}; nothing "
-                                   "was loaded. Fix the source, or change the rule's policy in conf/schemas.yaml")
+    if broken_fail_rule := first_broken_fail_rule(schema, counts):
+        rule, n = broken_fail_rule
+        raise ExpectationError(f"{file}: {n:,} rows break {rule.label}; nothing was loaded. Fix the source, or "
+                               "change the rule's policy in conf/schemas.yaml")
     data = counts["lines"] - counts["headers"]
     if data and counts["malformed"] / data > max_bad_fraction:
         raise ExpectationError(

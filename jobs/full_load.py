@@ -111,7 +111,7 @@ def reconcile(spark: SparkSession, cfg: Config, snapshot: raw_zone.Snapshot, sch
               seen: dict[str, int], loaded: tables.TableVersion, quarantined: tables.TableVersion) -> None:
     """Fail, with both tables restored to their versions before this load, unless every landed line
     is a header, a loaded row or a quarantined one. The landed lines were counted before the writes
-    (refuse_if_changed); this catches a file changed during the load, or rows lost by a bug."""
+    (check_before_writing); this catches a file changed during the load, or rows lost by a bug."""
     landed = snapshot.manifest["files"][schema.file]["lines"]
     read, headers = seen["lines"], seen["headers"]
     if read == landed == headers + loaded.rows + quarantined.rows and quarantined.rows == seen["malformed"]:

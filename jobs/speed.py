@@ -111,10 +111,10 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
         took = _Stopwatch()
         try:
             total, bad_count, broken = _counts(classified, schema)
-            for rule in schema.expectations:  # before anything of the batch is written
-                if rule.policy == "expect_or_fail" and (n := broken[f"expect.{rule.name}"]):
-                    raise counts.fail(ExpectationError(f"micro-batch {batch_id}: {n:,} events break {rule.label}; "
-                                                       "nothing of it was written, the stream stops here"))
+            if failed := expectations.first_broken_fail_rule(schema, broken):  # before the batch writes anything
+                rule, n = failed
+                raise counts.fail(ExpectationError(f"micro-batch {batch_id}: {n:,} events break {rule.label}; "
+                                                   "nothing of it was written, the stream stops here"))
             took.lap("parse")
             # The critical path first: the event log (what a batch recompute reads), then the MERGE
             # that makes the events visible in silver. The rest of the batch only delays the next one.
