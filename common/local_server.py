@@ -59,14 +59,30 @@ def stop(name: str, folder: str) -> bool:
         return False
     pid = int(open(pid_file).read())
     os.killpg(pid, signal.SIGTERM)
+    # The whole group, not its leader only: a launcher can exit while its JVM still holds the port.
     for _ in range(100):
-        if not alive(pid_file):
+        if not _group_alive(pid):
             break
         time.sleep(0.2)
     else:
         os.killpg(pid, signal.SIGKILL)
+        while _group_alive(pid):
+            time.sleep(0.1)
     os.remove(pid_file)
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group is still running (zombies, exited but not reaped, are not)."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            # /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after ')'.
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):  # it exited while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def alive(pid_file: str) -> bool:
