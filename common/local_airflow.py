@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from common import local_server
 
@@ -49,30 +47,9 @@ def up(folder: str = HOME, port: int = 8080, timeout_s: float = 180.0, env: dict
 
 
 def down(folder: str = HOME, timeout_s: float = 60.0) -> bool:
-    """Stop it, and wait until its parts are gone too: they leave after standalone, the API server
-    last (half a minute on a busy machine), and until then its port is taken."""
-    pid_file = os.path.join(os.path.abspath(folder), "airflow.pid")
-    group = int(open(pid_file).read()) if local_server.alive(pid_file) else None
-    stopped = local_server.stop("airflow", folder)
-    deadline = time.monotonic() + timeout_s
-    while group is not None and _group_alive(group):
-        if time.monotonic() > deadline:
-            os.killpg(group, signal.SIGKILL)
-            break
-        time.sleep(0.5)
-    return stopped
-
-
-def _group_alive(group: int) -> bool:
-    """Whether a process of the group still runs (a zombie, exited but not yet reaped, does not)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat[2]) == group and stat[0] != "Z":  # fields after the name: state, ppid, pgrp
-            return True
-    return False
+    """Stop it, parts included: they leave after standalone, the API server last (half a minute on a
+    busy machine), and until then its port is taken."""
+    return local_server.stop("airflow", folder, timeout_s)
 
 
 def cli(args: list[str], folder: str = HOME, port: int = 8080, env: dict[str, str] | None = None,

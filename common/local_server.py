@@ -28,6 +28,29 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def listener(port: int) -> str | None:
+    """Who listens on 127.0.0.1:port, as "pid N (command line)", read from /proc; None when nobody does or
+    the process is not visible to us."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl local_address rem_address st ... inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                command = open(f"/proc/{pid}/cmdline").read().replace("\0", " ").strip()
+                return f"pid {pid} ({command[:200]})"
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return None
+
+
 def start(name: str, argv: list[str], folder: str, port: int, timeout_s: float = 60.0,
           env: dict[str, str] | None = None) -> None:
     """Run argv in the background (logging to <folder>/<name>.log, with `env` added to this process's
@@ -36,7 +59,8 @@ def start(name: str, argv: list[str], folder: str, port: int, timeout_s: float =
     if alive(pid_file):
         raise ServerError(f"a {name} is already running from {folder} (pid file {pid_file})")
     if listening(port):
-        raise ServerError(f"port {port} on 127.0.0.1 is taken: choose another port")
+        raise ServerError(f"port {port} on 127.0.0.1 is taken by {listener(port) or 'another process'}: "
+                          f"choose another port")
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, **(env or {})})
@@ -50,8 +74,9 @@ def start(name: str, argv: list[str], folder: str, port: int, timeout_s: float =
         time.sleep(0.3)
 
 
-def stop(name: str, folder: str) -> bool:
-    """Stop the server started from folder (SIGTERM to its group, then SIGKILL); False if none ran."""
+def stop(name: str, folder: str, timeout_s: float = 20.0) -> bool:
+    """Stop the server started from folder: SIGTERM to its process group, SIGKILL to what is left after
+    timeout_s; returns once every process of the group is gone (False if none ran)."""
     pid_file = _pid_file(folder, name)
     if not alive(pid_file):
         if os.path.exists(pid_file):
@@ -60,19 +85,19 @@ def stop(name: str, folder: str) -> bool:
     pid = int(open(pid_file).read())
     os.killpg(pid, signal.SIGTERM)
     # The whole group, not its leader only: a launcher can exit while its JVM still holds the port.
-    for _ in range(100):
-        if not _group_alive(pid):
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pid):
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            while group_alive(pid):
+                time.sleep(0.1)
             break
         time.sleep(0.2)
-    else:
-        os.killpg(pid, signal.SIGKILL)
-        while _group_alive(pid):
-            time.sleep(0.1)
     os.remove(pid_file)
     return True
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """Whether a process of the group is still running (zombies, exited but not reaped, are not)."""
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
