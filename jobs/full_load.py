@@ -9,6 +9,7 @@ line saying why.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -19,6 +20,7 @@ from common import raw_zone, tables
 from common.config import Config
 from common.errors import ReconciliationError, SourceError
 from common.ledger import RunResult
+from common.progress import progress
 from common.schemas import SourceSchema, source_schemas
 from jobs import expectations
 from jobs.parsing import LINE, REASON, bad_rows, classify, good_rows
@@ -26,6 +28,7 @@ from jobs.parsing import LINE, REASON, bad_rows, classify, good_rows
 METADATA = ["_source_file", "_snapshot_id", "_ingested_at"]
 HEADER = "_header"
 HEADER_SHOWN = 200  # characters of a wrong header the error shows
+log = logging.getLogger("lakejobs.full_load")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     snapshot = raw_zone.wait_for(cfg, cfg["raw.snapshot"], cfg["sensor.timeout_s"], cfg["sensor.poll_s"])
     ingested_at = datetime.now(timezone.utc)
     result = RunResult(notes=[f"loaded snapshot {snapshot.id}"])
-    for name, schema in source_schemas(cfg["raw.dataset"]).items():
+    sources = list(source_schemas(cfg["raw.dataset"]).items())
+    for name, schema in progress(sources, "full_load: file", log, label=lambda source: source[1].file):
         raw = read_lines(spark, snapshot.file(schema.file), schema)
         refuse_if_resized(raw, snapshot, schema.file)
         metadata = ingest_metadata(raw.source_file, snapshot.id, ingested_at)

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.config import Config
+from common.progress import progress
 from jobs.metrics import per_user_ranking, ranking_means, rating_errors
 from jobs.recommender import (KEYS, als_candidates, bias_candidates, eligible_items, fit_bias, fit_ranking,
                               fit_rating, popularity_candidates, split, top_k_unseen)
@@ -97,10 +98,10 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
         return ndcg
 
     began = time.monotonic()
-    rating_grid = _search(rating_settings(cfg), "validation_rmse", validation_rmse)
+    rating_grid = _search(rating_settings(cfg), "validation_rmse", validation_rmse, "rating model")
     seconds["rating_search"] = time.monotonic() - began
     began = time.monotonic()
-    ranking_grid = _search(ranking_settings(cfg), "validation_ndcg", validation_ndcg)
+    ranking_grid = _search(ranking_settings(cfg), "validation_ndcg", validation_ndcg, "ranking model")
     seconds["ranking_search"] = time.monotonic() - began
     fit.unpersist()
     valid.unpersist()
@@ -128,9 +129,15 @@ def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluati
     return Evaluation(ranking, rating, ranking_grid, rating_grid, scores, per_user, held, seconds)
 
 
-def _search(grid: list[dict], score: str, measure) -> list[dict]:
+def _search(grid: list[dict], score: str, measure, model: str) -> list[dict]:
     """Each setting with its validation score; a grid of one setting is not searched (None)."""
-    return [s | {score: measure(s) if len(grid) > 1 else None} for s in grid]
+    if len(grid) == 1:
+        return [grid[0] | {score: None}]
+    return [s | {score: measure(s)} for s in progress(grid, f"{model} search: setting", log, label=_setting_text)]
+
+
+def _setting_text(setting: dict) -> str:
+    return ", ".join(f"{p}={v}" for p, v in setting.items())
 
 
 def best(grid: list[dict]) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from pyspark.sql import functions as F
 from common import ledger, raw_zone, tables
 from common.config import load_config
 from common.errors import SensorTimeout
+from common.schemas import source_schemas
 from jobs.runner import run_job
 
 BATCH = ["extract", "full_load", "silver", "gold"]
@@ -115,11 +117,20 @@ def test_a_failed_run_is_recorded_as_failed(spark, cfg):
     assert row.error.startswith("SensorTimeout: sensor gave up")
 
 
-def test_rerunning_each_job_gives_the_same_data_and_one_new_version(spark, cfg):
+def test_rerunning_each_job_gives_the_same_data_and_one_new_version(spark, cfg, caplog):
     run_batch(spark, cfg)
     before = {t: (tables.current_version(spark, cfg, t).version, tables.read(spark, cfg, t).collect()) for t in LOADED}
     snapshot_before = raw_zone.find(cfg).manifest
-    run_batch(spark, cfg)
+    with caplog.at_level(logging.INFO, logger="lakejobs.full_load"):
+        run_batch(spark, cfg)
+    # The full-load says which file it is on, n of N: the first and the last always, the others when
+    # enough time has passed since the last line; then how long it took.
+    lines = [f"full_load: file {n} of {len(files)} ({f})"
+             for files in [[s.file for s in source_schemas(cfg["raw.dataset"]).values()]] for n, f in enumerate(files, 1)]
+    said = [r.getMessage() for r in caplog.records if r.name == "lakejobs.full_load"]
+    steps = [m.split(",")[0] for m in said[:-1]]
+    assert steps[0] == lines[0] and steps[-1] == lines[-1] and set(steps) <= set(lines)
+    assert said[-1].startswith(f"full_load: file: {len(lines)} done in ")
     assert raw_zone.find(cfg).manifest == snapshot_before  # extract: a no-op
     for t in LOADED:
         version, rows = before[t]
