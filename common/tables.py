@@ -112,12 +112,14 @@ def current_version(spark: SparkSession, cfg: Config, name: str) -> TableVersion
 
 
 def overwrite(df: DataFrame, cfg: Config, name: str, properties: dict[str, str] | None = None,
-              user_metadata: str | None = None) -> TableVersion:
+              user_metadata: str | None = None, partition_by: list[str] | None = None) -> TableVersion:
     """Replace the table's contents (and schema) in one atomic commit; `properties` are Delta table
-    properties, `user_metadata` a note kept in the commit's history."""
+    properties, `user_metadata` a note kept in the commit's history, `partition_by` its partition columns."""
     if _by_name(cfg):
-        return _overwrite_by_name(df, cfg, name, properties or {}, user_metadata)
+        return _overwrite_by_name(df, cfg, name, properties or {}, user_metadata, partition_by or [])
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     for key, value in (properties or {}).items():
@@ -126,7 +128,7 @@ def overwrite(df: DataFrame, cfg: Config, name: str, properties: dict[str, str] 
 
 
 def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, properties: dict[str, str],
-                       user_metadata: str | None) -> TableVersion:
+                       user_metadata: str | None, partition_by: list[str]) -> TableVersion:
     """overwrite() of a catalog table: created empty when missing (its version 0, so the data is
     version 1 there), then overwritten in place. Not
     saveAsTable: its create-or-replace runs the query as a nested command, whose observed metrics (a
@@ -135,6 +137,8 @@ def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, properties: dict[s
     before = version_before_write(spark, cfg, name)
     if before is None:
         creator = spark.createDataFrame([], df.schema).writeTo(loc).using("delta")
+        if partition_by:
+            creator = creator.partitionedBy(*partition_by)
         for key, value in properties.items():
             creator = creator.tableProperty(key, value)
         creator.create()
@@ -144,6 +148,33 @@ def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, properties: dict[s
         writer = writer.option("userMetadata", user_metadata)
     writer.overwrite(F.lit(True))
     return last_commit(spark, cfg, name, since=before)
+
+
+def replace_where(df: DataFrame, cfg: Config, name: str, predicate: str) -> TableVersion:
+    """Replace the rows matching predicate (SQL) with df's, in one atomic commit; the rest stays as it is.
+    Delta refuses a row of df that does not match the predicate."""
+    spark, loc = df.sparkSession, location(cfg, name)
+    if _by_name(cfg):
+        before = version_before_write(spark, cfg, name)
+        df.writeTo(loc).overwrite(F.expr(predicate))
+        return last_commit(spark, cfg, name, since=before)
+    return _save(spark, df.write.format("delta").mode("overwrite").option("replaceWhere", predicate), cfg, name)
+
+
+def upsert(df: DataFrame, cfg: Config, name: str, keys: list[str]) -> TableVersion:
+    """Update the rows with df's keys and insert the others (MERGE), creating the table on first use."""
+    spark = df.sparkSession
+
+    def merge() -> TableVersion:
+        if not exists(spark, cfg, name):
+            return append(df, cfg, name)  # a concurrent creator makes this conflict; the retry merges
+        before = version_before_write(spark, cfg, name)
+        (delta_table(spark, cfg, name).alias("t")
+         .merge(df.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in keys))
+         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        return last_commit(spark, cfg, name, since=before)
+
+    return with_retry(merge)
 
 
 def changes(spark: SparkSession, cfg: Config, name: str, start: int, end: int) -> DataFrame:

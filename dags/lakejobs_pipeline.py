@@ -73,6 +73,7 @@ with DAG(
     silver = lakejobs_run('silver')
     gold = lakejobs_run('gold')
     speed = lakejobs_run('speed', '--conf', 'stream.trigger=available_now')
+    daily = lakejobs_run('daily')
     train = lakejobs_run('train')
     score = lakejobs_run('score')
     maintain = lakejobs_run('maintain', '--conf', 'maintain.every_h=24')
@@ -81,7 +82,8 @@ with DAG(
     [full_load] >> silver
     [silver] >> gold
     [simulate, gold] >> speed
+    [speed] >> daily
     [speed] >> train
     [train] >> score
-    [score] >> maintain
+    [score, daily] >> maintain
     [extract] >> raw_zone_landed

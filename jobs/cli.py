@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
                            f"sensor): exit 0 when raw.snapshot is complete, {NOT_YET} while it is not")
     sense.add_argument("--waited", type=float, default=0.0, metavar="SECONDS",
                        help="time already waited; from sensor.timeout_s on, fail with the sensor's message")
+    backfill = sub.add_parser("backfill", parents=[common], help="run the dated tasks for each day of a range, in order; "
+                              "days already built from the same inputs are skipped")
+    backfill.add_argument("tasks", nargs="*", metavar="TASK", help="dated tasks to run (default: all of them)")
+    backfill.add_argument("--from", dest="first", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="last", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD")
+    backfill.add_argument("--rerun", action="store_true", help="build every day of the range, done or not")
     pipe = sub.add_parser("pipeline", parents=[common], help="run the pipeline of conf/pipeline.yaml in order")
     pipe.add_argument("--plan", action="store_true", help="print the tasks in run order with what each waits for; run nothing")
     sub.add_parser("tables", parents=[common], help="show every table with its location, version and rows")
@@ -76,6 +82,10 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "run":
         registry.check(args.job)  # an unknown name fails before any Spark start-up
+    if args.command == "backfill":
+        from jobs import backfill
+
+        backfill.check(args.tasks, args.first, args.last)  # likewise
     from jobs import pipeline
 
     if args.command == "pipeline" and args.plan:
@@ -112,6 +122,9 @@ def _dispatch(args) -> int:
         from jobs import status_text
 
         return status_text.command(spark, cfg, args)
+    if args.command == "backfill":
+        print("\n".join(backfill.run(spark, cfg, args.tasks, args.first, args.last, args.rerun)))
+        return 0
     if args.command == "query":
         from jobs import query
 

@@ -25,12 +25,16 @@ JOBS: dict[str, str] = {
     "full_load": "jobs.full_load",
     "silver": "jobs.silver",
     "gold": "jobs.gold",
+    "daily": "jobs.daily",
     "simulate": "jobs.simulate",
     "speed": "jobs.speed",
     "train": "jobs.train",
     "score": "jobs.score",
     "maintain": "jobs.maintain",
 }
+
+# Jobs that build one day when given a logical date (run(spark, cfg, logical_date)); `lakejobs backfill` runs them.
+DATED = ("daily",)
 
 
 def check(name: str) -> str:

@@ -36,7 +36,8 @@ def run_job(spark: SparkSession, cfg: Config, name: str, logical_date: date | No
     log.info("job %s: run %s started (lakejobs %s from %s)", name, run.run_id, version(),
              os.path.dirname(os.path.dirname(registry.__file__)))
     try:
-        result = _interruptible(spark, lambda: job(spark, cfg))
+        dated = name in registry.DATED  # the others keep the logical date in the ledger row only
+        result = _interruptible(spark, lambda: job(spark, cfg, logical_date) if dated else job(spark, cfg))
     except KeyboardInterrupt as e:
         _record(spark, cfg, run, None, "interrupted", str(e) or "interrupted by SIGINT")
         raise
