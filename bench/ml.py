@@ -29,9 +29,10 @@ K = 10
 # take one fixed setting (no search: five times the cost otherwise); the recommenders-team protocol
 # searches the preference encoding.
 RATING_GRID = ["ml.ranks=[20, 50]", "ml.reg_params=[0.1, 0.15, 0.3]", "ml.max_iters=[15]"]
-RANKING_GRID = ["ml.preferences=[binary, centered]", "ml.ranking_ranks=[64]", "ml.ranking_reg_params=[0.1]",
-                "ml.ranking_alphas=[1.0]", "ml.ranking_max_iters=[15]"]
-FIXED = ["ml.ranks=[50]", "ml.reg_params=[0.15]", "ml.max_iters=[15]", "ml.preferences=[centered]"]
+RANKING_GRID = ["ml.preferences=[binary, centered]", "ml.ranking_ranks=[64]", "ml.ranking_reg_params=[0.1, 0.2]",
+                "ml.ranking_alphas=[0.5, 1.0]", "ml.ranking_max_iters=[15]"]
+FIXED = ["ml.ranks=[50]", "ml.reg_params=[0.15]", "ml.max_iters=[15]", "ml.preferences=[centered]",
+         "ml.ranking_reg_params=[0.2]", "ml.ranking_alphas=[0.5]"]
 COMMON = ["ml.blocks=4", f"ml.top_k={K}"]
 # The recommenders-team benchmark (github.com/recommenders-team/recommenders, examples/06_benchmarks),
 # ml-100k, k = 10: (precision@10, NDCG@10, RMSE).
