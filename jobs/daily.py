@@ -25,9 +25,13 @@ SOURCE = "silver.ratings"
 def run(spark: SparkSession, cfg: Config, logical_date: date | None = None) -> RunResult:
     source = tables.current_version(spark, cfg, SOURCE)
     ratings = with_event_date(tables.read(spark, cfg, SOURCE, source.version))
+    if logical_date is not None:
+        ratings = ratings.where(F.col("event_date") == F.lit(logical_date))
     current = fingerprints(ratings).cache()
     if logical_date is not None:
         days = [logical_date]
+    elif not tables.exists(spark, cfg, TABLE):  # first build, or the table was dropped: every day
+        days = sorted(r.event_date for r in current.select("event_date").collect())
     else:
         days = changed_days(spark, cfg, current)
     result = RunResult(reads=[source], counts={"days": len(days)})
