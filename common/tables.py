@@ -166,8 +166,8 @@ def upsert(df: DataFrame, cfg: Config, name: str, keys: list[str]) -> TableVersi
     spark = df.sparkSession
 
     def merge() -> TableVersion:
-        if not exists(spark, cfg, name):
-            return append(df, cfg, name)  # a concurrent creator makes this conflict; the retry merges
+        if not exists(spark, cfg, name):  # created empty, then merged into like any other time
+            append(spark.createDataFrame([], df.schema), cfg, name)  # two creators conflict; the retry merges
         before = version_before_write(spark, cfg, name)
         (delta_table(spark, cfg, name).alias("t")
          .merge(df.alias("s"), " AND ".join(f"t.{k} = s.{k}" for k in keys))

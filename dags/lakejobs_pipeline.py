@@ -24,11 +24,18 @@ SPARK_ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
 # The overlay is a DAG param (a run's conf {"env": "test"} picks another); the logical date goes to the
 # ledger row. A run triggered without a logical date (Airflow 3 allows it) records none.
 ARGS = " --env {{ params.env }}{% if dag_run.logical_date %} --logical-date {{ ds }}{% endif %}"
+# A dated task builds the one day it is given. It gets the date only in a backfill's runs (airflow backfill
+# create), as `lakejobs backfill` gives it; in a scheduled or manual run it gets none and rebuilds every day
+# whose inputs changed since its last run, late events included (jobs/daily.py).
+DATED_ARGS = (" --env {{ params.env }}{% if dag_run.logical_date and dag_run.run_type == 'backfill' %}"
+              " --logical-date {{ ds }}{% endif %}")
+DATED = ('daily',)
 NOT_YET = 3  # `lakejobs sense`: not complete yet
 
 
 def lakejobs_run(job: str, *conf: str) -> BashOperator:
-    return BashOperator(task_id=job, bash_command=shlex.join([LAKEJOBS, "run", job, *conf]) + ARGS,
+    args = DATED_ARGS if job in DATED else ARGS
+    return BashOperator(task_id=job, bash_command=shlex.join([LAKEJOBS, "run", job, *conf]) + args,
                         cwd=str(PROJECT), env=SPARK_ENV, append_env=True,
                         skip_on_exit_code=None)  # a failure is a failure, never a skip
 

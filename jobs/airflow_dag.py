@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from common.config import ENVIRONMENTS, load_config, read_conf_file
 from common.errors import ConfigError
 from common.raw_zone import MAX_POLL_S
+from jobs import registry
 from jobs.cli import NOT_YET
 from jobs.pipeline import Task, generated_file_main, load_tasks, run_order
 
@@ -78,11 +79,18 @@ SPARK_ENV = {{"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}}
 # The overlay is a DAG param (a run's conf {{"env": "test"}} picks another); the logical date goes to the
 # ledger row. A run triggered without a logical date (Airflow 3 allows it) records none.
 ARGS = " --env {{{{ params.env }}}}{{% if dag_run.logical_date %}} --logical-date {{{{ ds }}}}{{% endif %}}"
+# A dated task builds the one day it is given. It gets the date only in a backfill's runs (airflow backfill
+# create), as `lakejobs backfill` gives it; in a scheduled or manual run it gets none and rebuilds every day
+# whose inputs changed since its last run, late events included (jobs/daily.py).
+DATED_ARGS = (" --env {{{{ params.env }}}}{{% if dag_run.logical_date and dag_run.run_type == 'backfill' %}}"
+              " --logical-date {{{{ ds }}}}{{% endif %}}")
+DATED = {dated!r}
 NOT_YET = {not_yet}  # `lakejobs sense`: not complete yet
 
 
 def lakejobs_run(job: str, *conf: str) -> BashOperator:
-    return BashOperator(task_id=job, bash_command=shlex.join([LAKEJOBS, "run", job, *conf]) + ARGS,
+    args = DATED_ARGS if job in DATED else ARGS
+    return BashOperator(task_id=job, bash_command=shlex.join([LAKEJOBS, "run", job, *conf]) + args,
                         cwd=str(PROJECT), env=SPARK_ENV, append_env=True,
                         skip_on_exit_code=None)  # a failure is a failure, never a skip
 
@@ -128,7 +136,7 @@ def render(tasks: dict[str, Task] | None = None) -> str:
     plan = load_schedule(tasks)
     start = datetime.date.fromisoformat(str(plan.start_date))
     lines = [HEADER.format(
-        not_yet=NOT_YET, dag_id=DAG_ID, schedule=plan.schedule, start=start, retries=plan.retries,
+        not_yet=NOT_YET, dated=registry.DATED, dag_id=DAG_ID, schedule=plan.schedule, start=start, retries=plan.retries,
         retry_delay_s=plan.retry_delay_s, env=plan.env, environments=list(ENVIRONMENTS), sensor=SENSOR_TASK,
         poll_s=load_config(plan.env, environ={})["sensor.poll_s"], max_poll=MAX_POLL_S)]
     order = run_order({name: task.depends_on for name, task in tasks.items()})

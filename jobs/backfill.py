@@ -41,8 +41,9 @@ def run(spark: SparkSession, cfg: Config, tasks: list[str], first: date, last: d
         for name in tasks:
             if day in pending[name]:
                 runner.run_job(spark, cfg, name, day)
-    return [f"backfill {name}: {len(pending[name])} of {len(every_day)} day(s) built, "
-            f"{len(every_day) - len(pending[name])} already up to date or without data" for name in tasks]
+    return [f"backfill {name}: {len(pending[name])} of {len(every_day)} day(s) run, "
+            f"{len(every_day) - len(pending[name])} skipped (built from the same inputs, or without data)"
+            for name in tasks]
 
 
 def _module(name: str):

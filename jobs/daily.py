@@ -20,6 +20,9 @@ from common.ledger import RunResult
 TABLE = "gold.daily_ratings"
 INPUTS = "state.daily_inputs"
 SOURCE = "silver.ratings"
+# The version of how a day is built (daily_ratings below): raise it when that changes, and every day counts
+# as changed, so the next regular run rebuilds them all.
+BUILD = 1
 
 
 def run(spark: SparkSession, cfg: Config, logical_date: date | None = None) -> RunResult:
@@ -27,22 +30,18 @@ def run(spark: SparkSession, cfg: Config, logical_date: date | None = None) -> R
     ratings = with_event_date(tables.read(spark, cfg, SOURCE, source.version))
     if logical_date is not None:
         ratings = ratings.where(F.col("event_date") == F.lit(logical_date))
-    current = fingerprints(ratings).cache()
-    if logical_date is not None:
-        days = [logical_date]
-    elif not tables.exists(spark, cfg, TABLE):  # first build, or the table was dropped: every day
-        days = sorted(r.event_date for r in current.select("event_date").collect())
-    else:
-        days = changed_days(spark, cfg, current)
+    inputs_now = fingerprints(ratings).cache()
+    days = [logical_date] if logical_date is not None else changed_days(spark, cfg, inputs_now)
     result = RunResult(reads=[source], counts={"days": len(days)})
-    if not days:
+    if days:
+        first_build = not tables.exists(spark, cfg, TABLE)
+        # Retried on a conflict with a concurrent writer (maintain's OPTIMIZE): the input is pinned to one version.
+        result.writes.append(tables.with_retry(lambda: write_days(spark, cfg, ratings, days)))
+        result.writes.append(record_inputs(spark, cfg, inputs_now, days, source.version, replace=first_build))
+        result.notes.append(f"rebuilt {_days(days)}")
+    else:
         result.notes.append("no day changed since the last build")
-        current.unpersist()
-        return result
-    result.writes.append(write_days(spark, cfg, ratings, days))
-    result.writes.append(record_inputs(spark, cfg, current, days, source.version))
-    result.notes.append(f"rebuilt {len(days)} day(s): {_span(days)}")
-    current.unpersist()
+    inputs_now.unpersist()
     return result
 
 
@@ -53,7 +52,9 @@ def pending(spark: SparkSession, cfg: Config, first: date, last: date) -> list[d
 
 
 def with_event_date(ratings: DataFrame) -> DataFrame:
-    return ratings.withColumn("event_date", F.to_date("event_time"))  # the session's time zone: UTC (conf)
+    """The rating's day in UTC, from its epoch seconds: whatever the session's time zone."""
+    return ratings.withColumn("event_date",
+                              F.date_from_unix_date(F.floor(F.unix_seconds("event_time") / 86400).cast("int")))
 
 
 def fingerprints(ratings: DataFrame) -> DataFrame:
@@ -72,20 +73,22 @@ def daily_ratings(ratings: DataFrame) -> DataFrame:
 
 
 def built_inputs(spark: SparkSession, cfg: Config) -> DataFrame | None:
-    """(event_date, rows, fingerprint) each day was last built from; None before the first build."""
-    if not tables.exists(spark, cfg, INPUTS):
+    """(event_date, rows, fingerprint) each day was last built from, by this BUILD; None when nothing is
+    built (no state yet, or the table is gone: its days are then built again, whatever the state says)."""
+    if not tables.exists(spark, cfg, INPUTS) or not tables.exists(spark, cfg, TABLE):
         return None
-    return tables.read(spark, cfg, INPUTS).select("event_date", "rows", "fingerprint")
+    return tables.read(spark, cfg, INPUTS).where(F.col("build") == BUILD).select("event_date", "rows", "fingerprint")
 
 
-def changed_days(spark: SparkSession, cfg: Config, current: DataFrame, within: tuple[date, date] | None = None) -> list[date]:
+def changed_days(spark: SparkSession, cfg: Config, inputs_now: DataFrame,
+                 within: tuple[date, date] | None = None) -> list[date]:
     """Days whose rows differ from those they were last built from (new days, days with changed or late
     rows, days whose rows are all gone), optionally only those within (first, last)."""
     built = built_inputs(spark, cfg)
     if built is None:
-        changed = current.select("event_date")
+        changed = inputs_now.select("event_date")
     else:
-        now, then = current.alias("now"), built.alias("then")
+        now, then = inputs_now.alias("now"), built.alias("then")
         changed = (now.join(then, "event_date", "full_outer")
                    .where(~F.coalesce(F.col("now.rows") == F.col("then.rows"), F.lit(False))
                           | ~F.coalesce(F.col("now.fingerprint") == F.col("then.fingerprint"), F.lit(False)))
@@ -98,26 +101,37 @@ def changed_days(spark: SparkSession, cfg: Config, current: DataFrame, within: t
 
 def write_days(spark: SparkSession, cfg: Config, ratings: DataFrame, days: list[date]):
     """Replace exactly these days of gold.daily_ratings in one commit. Partitioned by month, not by day:
-    a day of ratings is kilobytes, and a folder per day would be thousands of tiny files; replaceWhere on
-    event_date rewrites only the files of the months it touches."""
+    a day of ratings is kilobytes, and a folder per day would be thousands of tiny files. The predicate
+    names the months too, so that Delta sees which partitions the write touches (a concurrent write to
+    other months does not conflict with it)."""
     rows = daily_ratings(ratings.where(F.col("event_date").isin(days)))
     if not tables.exists(spark, cfg, TABLE):
         return tables.overwrite(rows, cfg, TABLE, partition_by=["event_month"])
-    predicate = f"event_date IN ({', '.join(repr(d.isoformat()) for d in days)})"
+    months = sorted({d.replace(day=1) for d in days})
+    predicate = f"event_month IN ({_dates(months)}) AND event_date IN ({_dates(days)})"
     return tables.replace_where(rows, cfg, TABLE, predicate)
 
 
-def record_inputs(spark: SparkSession, cfg: Config, current: DataFrame, days: list[date], version: int):
-    """Upsert each rebuilt day's rows and fingerprint (rows 0 for a day with none left), after its data is
-    committed: a crash in between leaves the day to be rebuilt again, never marked built when it is not."""
+def record_inputs(spark: SparkSession, cfg: Config, inputs_now: DataFrame, days: list[date], version: int,
+                  replace: bool):
+    """Each rebuilt day's rows and fingerprint (rows 0 for a day with none left), written after its data is
+    committed: a crash in between leaves the day to be rebuilt again, never marked built when it is not.
+    Upserted; replacing the whole state when the table was just created (other days' rows are stale)."""
     built_at = datetime.now(timezone.utc)
     rebuilt = (spark.createDataFrame([(d,) for d in days], "event_date DATE")
-               .join(current, "event_date", "left")
+               .join(inputs_now, "event_date", "left")
                .select("event_date", F.coalesce("rows", F.lit(0)).cast("long").alias("rows"),
                        F.coalesce("fingerprint", F.lit(0)).cast("long").alias("fingerprint"),
-                       F.lit(version).alias("silver_version"), F.lit(built_at).alias("built_at")))
+                       F.lit(BUILD).alias("build"), F.lit(version).cast("long").alias("silver_version"),
+                       F.lit(built_at).alias("built_at")))
+    if replace:
+        return tables.overwrite(rebuilt, cfg, INPUTS)
     return tables.upsert(rebuilt, cfg, INPUTS, ["event_date"])
 
 
-def _span(days: list[date]) -> str:
-    return days[0].isoformat() if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+def _dates(days: list[date]) -> str:
+    return ", ".join(f"DATE'{d.isoformat()}'" for d in days)
+
+
+def _days(days: list[date]) -> str:
+    return f"day {days[0]}" if len(days) == 1 else f"{len(days)} days between {days[0]} and {days[-1]}"
