@@ -143,7 +143,7 @@ def data_tables(spark, lake: str) -> list[str]:
 
 
 # Differ between two lakes built from the same data: times of loading, and paths that name the lake.
-PER_LAKE_COLUMNS = {"_ingested_at", "_source_file", "recorded_at"}
+PER_LAKE_COLUMNS = {"_ingested_at", "_source_file", "recorded_at", "built_at"}
 
 
 def assert_same_data(left, right, name: str) -> None:
