@@ -23,5 +23,3 @@ def progress(items: Sequence[T], what: str, log: logging.Logger, label: Callable
         yield item
     if total:
         log.info("%s: %d done in %.0f s", what, total, clock() - began)
-
-

@@ -6,7 +6,6 @@ stopped backfill, run again, resumes where it stopped, and a day without data is
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import date, timedelta
 
@@ -35,7 +34,7 @@ def run(spark: SparkSession, cfg: Config, tasks: list[str], first: date, last: d
     """Build each pending day of each task, day by day; returns a line per task for people."""
     tasks = check(tasks, first, last)
     every_day = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    pending = {name: set(every_day) if rerun else set(_module(name).pending(spark, cfg, first, last)) for name in tasks}
+    pending = {name: set(every_day) if rerun else set(registry.module(name).pending(spark, cfg, first, last)) for name in tasks}
     days = [d for d in every_day if any(d in p for p in pending.values())]
     for day in progress(days, "backfill: day", log):
         for name in tasks:
@@ -44,7 +43,3 @@ def run(spark: SparkSession, cfg: Config, tasks: list[str], first: date, last: d
     return [f"backfill {name}: {len(pending[name])} of {len(every_day)} day(s) run, "
             f"{len(every_day) - len(pending[name])} skipped (built from the same inputs, or without data)"
             for name in tasks]
-
-
-def _module(name: str):
-    return importlib.import_module(registry.check(name))

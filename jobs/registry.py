@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+from types import ModuleType
 from typing import TYPE_CHECKING, Callable
 
 from common.errors import UnknownJobError
@@ -46,7 +47,12 @@ def check(name: str) -> str:
 
 def get(name: str) -> "Job":
     """The job's run(spark, cfg), its module imported now."""
-    return importlib.import_module(check(name)).run
+    return module(name).run
+
+
+def module(name: str) -> ModuleType:
+    """The job's module, imported now (a dated job's also has pending(spark, cfg, first, last))."""
+    return importlib.import_module(check(name))
 
 
 def describe(name: str) -> str:

@@ -41,7 +41,7 @@ def cluster(tmp_path_factory):
     # xdist another worker's JVM may bind the freed port (CI at f9babd6 found 33419 taken after down).
     assert len(groups) == 1 + local_cluster.WORKERS
     assert not [g for g in groups if local_server.group_alive(g)], \
-        f"after down: {[local_server.listener(int(master.rsplit(':', 1)[1]))]} on the master's port"
+        f"after down, the master's port is held by {local_server.listener(int(master.rsplit(':', 1)[1]))}"
 
 
 @pytest.fixture(scope="module")
