@@ -36,9 +36,10 @@ class Snapshot:
     def file(self, name: str) -> str:
         return lake_files.join(self.path, name)
 
-    def data_rows(self, name: str) -> int:
-        """Data lines of a landed file (header excluded), counted at landing, independently of Spark."""
-        return self.manifest["files"][name]["lines"] - 1
+    def data_rows(self, name: str, header: bool = True) -> int:
+        """Data lines of a landed file (its header line excluded, if it has one), counted at landing,
+        independently of Spark."""
+        return self.manifest["files"][name]["lines"] - int(header)
 
 
 def dataset_dir(cfg: Config) -> str:

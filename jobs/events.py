@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.schemas import Dialect
+
 MALFORMED = [
     '{"userId": 1, "movieId": ',                                      # cut off mid-record
     '{"userId": 1, "movieId": "abc", "rating": 4.0, "timestamp": 1}',  # non-numeric key
@@ -52,24 +54,34 @@ def event_line(user: int, movie: int, rating: float, timestamp: int) -> str:
     return json.dumps({"userId": int(user), "movieId": int(movie), "rating": float(rating), "timestamp": int(timestamp)})
 
 
-def read_held_back(data: bytes) -> list[Rating | Unparsed]:
-    """The data lines of a held-back ratings CSV (header first), one item per line, as they are cut
-    (on \\n, as extract's hold-back cuts them)."""
-    header, *lines = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+def read_held_back(data: bytes, dialect: Dialect = Dialect(), columns: tuple[str, ...] = ()) -> list[Rating | Unparsed]:
+    """The data lines of a held-back ratings file in the ratings file's dialect (the header first, when
+    it has one; else `columns` name the fields), one item per line, as they are cut (on \\n, as
+    extract's hold-back cuts them)."""
+    lines = [line.removesuffix(b"\r") for line in data.split(b"\n")]
     if lines and lines[-1] == b"":
         lines.pop()  # the file's final newline
-    names = next(csv.reader([header.decode("utf-8")]))
-    return [_held_back_row(line, names) for line in lines]
+    if dialect.header:
+        header, *lines = lines or [b""]
+        columns = tuple(_fields(header.decode(dialect.python_encoding), dialect))
+    return [_held_back_row(line, list(columns), dialect) for line in lines]
 
 
-def _held_back_row(raw: bytes, names: list[str]) -> Rating | Unparsed:
+def _fields(text: str, dialect: Dialect) -> list[str]:
+    """A line's fields as the full-load splits them (Python's csv reader when quoted)."""
+    if dialect.quote is None or len(dialect.separator) != 1:
+        return text.split(dialect.separator)
+    return next(csv.reader([text], delimiter=dialect.separator, quotechar=dialect.quote), [])
+
+
+def _held_back_row(raw: bytes, names: list[str], dialect: Dialect = Dialect()) -> Rating | Unparsed:
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(dialect.python_encoding)
     except UnicodeDecodeError:  # sent as the same bytes: the speed layer names them undecodable
-        return Unparsed(raw.decode("utf-8", "surrogateescape"), _last_int(raw.decode("latin-1")))
-    fields = next(csv.reader([text]), [])
+        return Unparsed(raw.decode("utf-8", "surrogateescape"), _last_int(raw.decode("latin-1"), dialect.separator))
+    fields = _fields(text, dialect)
     if len(fields) != len(names):  # a JSON string, not an object: no field of it can be taken as a rating's
-        return Unparsed(json.dumps(text), _last_int(text))
+        return Unparsed(json.dumps(text), _last_int(text, dialect.separator))
     try:
         rating = Rating(int(fields[0]), int(fields[1]), float(fields[2]), int(fields[3]))
         if math.isfinite(rating.rating):
@@ -78,12 +90,13 @@ def _held_back_row(raw: bytes, names: list[str]) -> Rating | Unparsed:
         pass
     # The fields as the source wrote them, as strings (an empty one as null, as the CSV reader takes
     # it): the speed layer types and checks them the way the full-load does, with the same reasons.
-    return Unparsed(json.dumps({n: f if f != "" else None for n, f in zip(names, fields)}), _last_int(text))
+    return Unparsed(json.dumps({n: f if f != "" else None for n, f in zip(names, fields)}),
+                    _last_int(text, dialect.separator))
 
 
-def _last_int(text: str) -> int:
+def _last_int(text: str, separator: str = ",") -> int:
     try:
-        return int(text.rsplit(",", 1)[-1])
+        return int(text.rsplit(separator, 1)[-1])
     except ValueError:
         return 0
 

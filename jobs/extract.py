@@ -1,7 +1,8 @@
 """Job `extract`: land the configured MovieLens source in the raw zone as an immutable snapshot.
 
 With stream.holdback_fraction > 0 the newest ratings are kept out of the batch file and landed
-beside it as ratings_holdback.csv, for the simulator to replay as a stream.
+beside it as ratings_holdback.csv (lines as they were, in the ratings file's dialect), for the
+simulator to replay as a stream.
 """
 from __future__ import annotations
 
@@ -13,57 +14,66 @@ from pyspark.sql import SparkSession
 from common import raw_zone
 from common.config import Config
 from common.ledger import RunResult
-from common.schemas import source_schemas
+from common.schemas import Dialect, source_schemas
 from jobs import sources
 
 HOLDBACK_FILE = "ratings_holdback.csv"
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
-    files = [s.file for s in source_schemas(cfg["raw.dataset"]).values()]
+    schemas = source_schemas(cfg["raw.dataset"])
+    files = [s.file for s in schemas.values()]
+    has_header = {s.file: s.dialect.header for s in schemas.values()}
+    counted_as = {s.file: s.name for s in schemas.values()} | {HOLDBACK_FILE: HOLDBACK_FILE.removesuffix(".csv")}
     plan = sources.plan(cfg, files)
     fraction = cfg["stream.holdback_fraction"]
     snapshot_id, fill = plan.snapshot_id, plan.fill
     if fraction > 0:
+        ratings = schemas["ratings"]
         snapshot_id = f"{plan.snapshot_id}-h{fraction:g}"
         files = files + [HOLDBACK_FILE]
-        fill = lambda out: (plan.fill(out), hold_back_newest(os.path.join(out, "ratings.csv"),  # noqa: E731
-                                                              os.path.join(out, HOLDBACK_FILE), fraction))
+        has_header[HOLDBACK_FILE] = ratings.dialect.header
+        fill = lambda out: (plan.fill(out), hold_back_newest(os.path.join(out, ratings.file),  # noqa: E731
+                                                              os.path.join(out, HOLDBACK_FILE), fraction,
+                                                              ratings.dialect))
     try:
         snapshot, landed_now = raw_zone.land(cfg, snapshot_id, fill, files, plan.description)
     finally:
         plan.cleanup()
     verb = "landed" if landed_now else "already landed, nothing to do:"
     return RunResult(
-        counts={f"{name.removesuffix('.csv')}.rows": snapshot.data_rows(name) for name in files}
+        counts={f"{counted_as[name]}.rows": snapshot.data_rows(name, has_header[name]) for name in files}
         | {"landed": int(landed_now)},
         notes=[f"{verb} snapshot {snapshot.id} from {plan.description}", f"  at {snapshot.path}"],
     )
 
 
-def hold_back_newest(ratings: str, holdback: str, fraction: float) -> int:
+def hold_back_newest(ratings: str, holdback: str, fraction: float, dialect: Dialect = Dialect()) -> int:
     """Move the newest `fraction` of rating lines (by their last field, the timestamp) from ratings
-    to holdback, bytes unchanged. Lines without a readable timestamp stay for the full-load to judge.
-    Returns the cutoff: every held-back line is newer than it, every kept one is not."""
+    to holdback, bytes unchanged (a header, when the dialect has one, goes to both). Lines without a
+    readable timestamp stay for the full-load to judge. Returns the cutoff: every held-back line is
+    newer than it, every kept one is not."""
+    separator = dialect.separator.encode(dialect.python_encoding)
     with open(ratings, "rb") as f:
-        header = f.readline()
-        stamps = array("q", (t for t in map(_timestamp, f) if t is not None))
+        header = f.readline() if dialect.header else b""
+        stamps = array("q", (t for t in (_timestamp(line, separator) for line in f) if t is not None))
     ordered = sorted(stamps)
     cutoff = ordered[min(len(ordered) - 1, int(len(ordered) * (1 - fraction)))] if ordered else 0
     kept = f"{ratings}.kept"
     with open(ratings, "rb") as src, open(kept, "wb") as keep, open(holdback, "wb") as hold:
-        src.readline()
+        if dialect.header:
+            src.readline()
         keep.write(header)
         hold.write(header)
         for line in src:
-            t = _timestamp(line)
+            t = _timestamp(line, separator)
             (hold if t is not None and t > cutoff else keep).write(line)
     os.replace(kept, ratings)
     return cutoff
 
 
-def _timestamp(line: bytes) -> int | None:
+def _timestamp(line: bytes, separator: bytes = b",") -> int | None:
     try:
-        return int(line.rstrip(b"\r\n").rsplit(b",", 1)[1])
+        return int(line.rstrip(b"\r\n").rsplit(separator, 1)[1])
     except (IndexError, ValueError):
         return None

@@ -5,7 +5,7 @@ quarantine.<source>. Every line is accounted for: the lines in the snapshot's ma
 landing, outside Spark, by \\n) = headers + loaded + quarantined. A file whose size or lines differ
 from its manifest is refused before anything is written; when the counts after the writes do not add
 up, both tables are restored to their versions before the load. Either way the job fails with one
-line saying why.
+line saying why. How a file's lines are split and decoded is its dialect in conf/schemas.yaml.
 """
 from __future__ import annotations
 
@@ -59,12 +59,12 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             classified = counted(raw.lines, schema, cfg, references, Observation()).where(~F.col(HEADER))
         else:
             classified = classify(raw.lines, schema).where(F.lit(False))
-        quarantined = tables.overwrite(bad_rows(classified.withColumns(metadata), name, METADATA),
-                                       cfg, f"quarantine.{name}")
+        quarantined = tables.overwrite(bad_rows(classified.withColumns(metadata), name, METADATA,
+                                                schema.dialect.encoding), cfg, f"quarantine.{name}")
         reconcile(spark, cfg, snapshot, schema, seen, loaded, quarantined)
         result.writes += [loaded, quarantined]
-        result.counts |= {f"{name}.input": snapshot.data_rows(schema.file), f"{name}.loaded": loaded.rows,
-                          f"{name}.quarantined": quarantined.rows}
+        result.counts |= {f"{name}.input": snapshot.data_rows(schema.file, schema.dialect.header),
+                          f"{name}.loaded": loaded.rows, f"{name}.quarantined": quarantined.rows}
         result.counts |= {f"{name}.{k}": v for k, v in seen.items() if k.startswith("expect.")}
         if seen["headers"] > 1:  # lines equal to the header, e.g. from concatenated files: not data
             result.counts[f"{name}.repeated_headers"] = seen["headers"] - 1
@@ -182,19 +182,27 @@ def _tallies(schema: SourceSchema) -> list[F.Column]:
 
 
 def read_lines(spark: SparkSession, path: str, schema: SourceSchema) -> RawFile:
-    """The lines of one raw CSV file, split at \\n as the landing manifest counts them (Spark's default
-    also splits at a lone \\r, which a quoted field may hold), its header checked."""
+    """The lines of one raw file, split at \\n as the landing manifest counts them (Spark's default
+    also splits at a lone \\r, which a quoted field may hold), decoded as its dialect says, its header
+    checked (a file declared without one has none: every line is data)."""
+    dialect = schema.dialect
     line = F.col("value")
     # A CR right before the \n is the line end of a CRLF file (as MovieLens ships), not data; it is cut
     # as bytes, so a line that is not valid UTF-8 keeps its exact bytes for the quarantine.
-    value = F.when(line.endswith("\r"), F.expr("cast(substring(cast(value as binary), 1, octet_length(value) - 1) "
-                                                 "as string)")).otherwise(line)
+    without_cr = F.expr("substring(cast(value as binary), 1, octet_length(value) - 1)")
+    if dialect.encoding == "UTF-8":  # the string is the line's bytes as they are, valid or not
+        value = F.when(line.endswith("\r"), without_cr.cast("string")).otherwise(line)
+    else:  # decoded from the bytes: every byte of a Latin-1 line is a character, none is undecodable
+        value = F.decode(F.when(line.endswith("\r"), without_cr).otherwise(line.cast("binary")), dialect.encoding)
     lines = spark.read.option("lineSep", "\n").text(path).select(
         value.alias(LINE), F.col("_metadata.file_path").alias("_source_file"),
         F.col("_metadata.file_size").alias("_size"))
     first = lines.select(F.left(LINE, F.lit(HEADER_SHOWN + 1)).alias(LINE), "_source_file", "_size").first()
     if first is None:
-        raise SourceError(f"{path}: the file is empty, expected the header '{schema.header}' (conf/schemas.yaml)")
+        expected = f"the header '{schema.header}'" if dialect.header else "data lines"
+        raise SourceError(f"{path}: the file is empty, expected {expected} (conf/schemas.yaml)")
+    if not dialect.header:
+        return RawFile(lines.select(LINE, F.lit(False).alias(HEADER)), first["_source_file"], int(first["_size"]))
     header = first[LINE].lstrip("\ufeff")
     if header != schema.header:
         shown = header[:HEADER_SHOWN] + ("…" if len(header) > HEADER_SHOWN else "")

@@ -1,46 +1,58 @@
-"""Schema-on-read of raw CSV lines: typed columns plus a reason when a line is malformed.
+"""Schema-on-read of raw delimited lines: typed columns plus a reason when a line is malformed.
 
+The file's dialect (separator, quote, encoding: conf/schemas.yaml) parameterises one set of checks.
 Open-source Spark ignores badRecordsPath and its CSV reader pads short rows with nulls, so the
 checks are explicit column expressions over the raw line, in this order (the first failure wins):
-line too long, undecodable bytes, unterminated quote, carriage return outside quotes, wrong column
-count, null key, non-numeric field, missing required field, value out of range.
+line too long, undecodable bytes (UTF-8 files), unterminated quote, carriage return outside quotes,
+wrong column count, null key, non-numeric field, missing required field, value out of range.
 """
 from __future__ import annotations
+
+import re
 
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from common.schemas import Column, SourceSchema
+from common.schemas import Column, Dialect, SourceSchema
 
 REASON = "_reason"
-LINE = "value"  # the raw line, as spark.read.text names it
-# RFC 4180 as MovieLens writes it: fields may be quoted, a quote inside one is doubled.
-CSV_OPTIONS = {"sep": ",", "quote": '"', "escape": '"', "mode": "PERMISSIVE"}
-# A quoted span, doubled quotes included ("a""b" is two spans): what is left is outside quotes. One
-# left-to-right scan; a lookahead to the end of the line at every comma would be quadratic in its length.
-_QUOTED_SPAN = '"[^"]*+"'
+LINE = "value"  # the raw line, as spark.read.text names it (decoded, for a file that is not UTF-8)
 TEXT_CHARS = 10_000  # a quarantined line's readable text stops here; its bytes are kept whole
 
 
-def outside_quotes(line: SparkColumn) -> SparkColumn:
-    """The line without its quoted spans (for a line whose quotes are balanced)."""
-    return F.when(F.instr(line, '"') == 0, line).otherwise(F.regexp_replace(line, _QUOTED_SPAN, ""))
+def csv_options(dialect: Dialect) -> dict[str, str]:
+    """Spark's CSV options for a dialect. RFC 4180 when quoted: a quote inside a field is doubled. An empty
+    quote turns quoting off."""
+    quote = dialect.quote or ""
+    return {"sep": dialect.separator, "quote": quote, "escape": quote, "mode": "PERMISSIVE"}
 
 
-def field_count(line: SparkColumn) -> SparkColumn:
-    """Number of fields in a CSV line; commas inside quotes do not split."""
-    return _count_byte(outside_quotes(line), ",") + 1
+def outside_quotes(line: SparkColumn, quote: str | None = '"') -> SparkColumn:
+    """The line without its quoted spans (for a line whose quotes are balanced); the line itself when
+    nothing is quoted. A quoted span, doubled quotes included ("a""b" is two spans), is matched in one
+    left-to-right scan; a lookahead to the end of the line at every separator would be quadratic."""
+    if quote is None:
+        return line
+    q = re.escape(quote)
+    return F.when(F.instr(line, quote) == 0, line).otherwise(F.regexp_replace(line, f"{q}[^{q}]*+{q}", ""))
 
 
-def quote_count(line: SparkColumn) -> SparkColumn:
-    return F.when(F.instr(line, '"') == 0, F.lit(0)).otherwise(_count_byte(line, '"'))
+def field_count(line: SparkColumn, dialect: Dialect = Dialect()) -> SparkColumn:
+    """Number of fields in a line; separators inside quotes do not split."""
+    return _count(outside_quotes(line, dialect.quote), dialect.separator) + 1
 
 
-def _count_byte(line: SparkColumn, char: str) -> SparkColumn:
-    # An ASCII character is one byte. octet_length reads the stored size, where length would decode
-    # the line to count its characters: this runs on every line loaded.
-    return F.octet_length(line) - F.octet_length(F.replace(line, F.lit(char), F.lit("")))
+def quote_count(line: SparkColumn, quote: str = '"') -> SparkColumn:
+    return F.when(F.instr(line, quote) == 0, F.lit(0)).otherwise(_count(line, quote))
+
+
+def _count(line: SparkColumn, text: str) -> SparkColumn:
+    """Non-overlapping occurrences of `text`, left to right (as the CSV reader splits). octet_length reads
+    the stored size, where length would decode the line to count its characters: this runs on every line."""
+    size = len(text.encode("utf-8"))
+    removed = F.octet_length(line) - F.octet_length(F.replace(line, F.lit(text), F.lit("")))
+    return removed if size == 1 else F.floor(removed / size).cast("int")
 
 
 def fits(line: SparkColumn, max_line_bytes: int | None) -> SparkColumn:
@@ -53,7 +65,8 @@ def with_fields(lines: DataFrame, schema: SourceSchema, max_line_bytes: int | No
     max_line_bytes is not parsed (its fields are null)."""
     raw_schema = ", ".join(f"`{c.name}` STRING" for c in schema.columns)
     line = F.col(LINE)
-    parsed = lines.withColumn("_raw", F.from_csv(F.when(fits(line, max_line_bytes), line), raw_schema, CSV_OPTIONS))
+    options = csv_options(schema.dialect)
+    parsed = lines.withColumn("_raw", F.from_csv(F.when(fits(line, max_line_bytes), line), raw_schema, options))
     return parsed.select("*", *[_typed(c).alias(c.name) for c in schema.columns])
 
 
@@ -67,17 +80,23 @@ def with_reason(fields: DataFrame, schema: SourceSchema, max_line_bytes: int | N
     The size check comes first, so a line over max_line_bytes is never scanned by the others."""
     line = F.col(LINE)
     n = len(schema.columns)
+    dialect = schema.dialect
     structural = [
         (~fits(line, max_line_bytes), F.format_string(
             f"line too long: %d bytes, over sources.max_line_bytes ({max_line_bytes}); not parsed", F.octet_length(line))),
-        (~F.is_valid_utf8(line), F.lit("undecodable bytes: the line is not valid UTF-8")),
-        (quote_count(line) % 2 == 1,
-         F.lit("unterminated quote: the quoted field runs past the end of the line (a newline inside quotes?)")),
+    ]
+    if dialect.encoding == "UTF-8":  # a Latin-1 file's lines were decoded from bytes that all mean a character
+        structural.append((~F.is_valid_utf8(line), F.lit("undecodable bytes: the line is not valid UTF-8")))
+    if dialect.quote is not None:
+        structural.append((quote_count(line, dialect.quote) % 2 == 1, F.lit(
+            "unterminated quote: the quoted field runs past the end of the line (a newline inside quotes?)")))
+    structural += [
         # The reader ends lines at \n only (as the landing manifest counts them); most CSV readers
         # would end one at this CR too. Inside quotes a CR is part of the value, as RFC 4180 allows.
-        (F.instr(outside_quotes(line), "\r") > 0,
+        (F.instr(outside_quotes(line, dialect.quote), "\r") > 0,
          F.lit("carriage return (CR) outside quotes: other CSV readers end the line there")),
-        (field_count(line) != n, F.format_string(f"wrong column count: %d fields, expected {n}", field_count(line))),
+        (field_count(line, dialect) != n,
+         F.format_string(f"wrong column count: %d fields, expected {n}", field_count(line, dialect))),
     ]
     return fields.withColumn(REASON, first_failure(structural + field_checks(schema)))
 
@@ -137,16 +156,18 @@ def good_rows(classified: DataFrame, schema: SourceSchema, metadata: list[str]) 
     return classified.where(F.col(REASON).isNull()).select(*[c.name for c in schema.columns], *metadata)
 
 
-def bad_rows(classified: DataFrame, source: str, metadata: list[str]) -> DataFrame:
+def bad_rows(classified: DataFrame, source: str, metadata: list[str], encoding: str = "UTF-8") -> DataFrame:
     """Quarantine rows: the line as text (bad bytes shown as U+FFFD; at most TEXT_CHARS characters, so
-    a huge line is not copied whole again) and as its exact bytes, and why."""
+    a huge line is not copied whole again) and as its exact bytes (a decoded Latin-1 line encoded back:
+    the same bytes), and why."""
     line = F.col(LINE)
+    line_bytes = line.cast("binary") if encoding == "UTF-8" else F.encode(line, encoding)
     return classified.where(F.col(REASON).isNotNull()).select(
         F.lit(source).alias("source"),
         F.when(F.octet_length(line) <= TEXT_CHARS, F.make_valid_utf8(line))
          .when(F.length(line) <= TEXT_CHARS, F.make_valid_utf8(line))
          .otherwise(F.concat(F.make_valid_utf8(F.substring(line, 1, TEXT_CHARS)), F.lit("…"))).alias("line"),
-        F.col(LINE).cast("binary").alias("line_bytes"),
+        line_bytes.alias("line_bytes"),
         F.col(REASON).alias("reason"),
         *metadata,
     )

@@ -1,7 +1,8 @@
 """Job `silver`: conform bronze into typed, deduplicated silver tables.
 
 ratings (key userId, movieId; latest event wins), movies (year from the title, genres as an
-array), tags, links. Each transform is a pure DataFrame → DataFrame function.
+array), tags, links; a source the dataset does not declare (ml-100k has no tags) becomes an empty
+table of the same shape. Each transform is a pure DataFrame → DataFrame function.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pyspark.sql import functions as F
 
 from common import idempotent, stream_progress, tables
 from common.config import Config
-from common.errors import SourceError
+from common.errors import ConfigError, SourceError
 from common.ledger import RunResult
 from common.schemas import source_schemas
 
@@ -31,15 +32,28 @@ def conform_ratings(bronze: DataFrame) -> DataFrame:
         .select("userId", "movieId", "rating", "event_time")
 
 
-def conform_movies(bronze: DataFrame) -> DataFrame:
+def genres_listed(genres: Column) -> Column:
+    """`Comedy|Drama` → [Comedy, Drama]; none listed → []."""
+    return F.when(genres.isNull() | (genres == NO_GENRES), F.array().cast("array<string>")) \
+        .otherwise(F.split(genres, r"\|"))
+
+
+def genres_flagged(flags: tuple[tuple[str, str], ...]) -> Column:
+    """The genre of each flag column that is 1, in the declared order (conf/schemas.yaml genre_flags)."""
+    named = F.array(*[F.when(F.col(column) == 1, F.lit(genre)) for column, genre in flags])
+    return F.filter(named, lambda genre: genre.isNotNull())
+
+
+def conform_movies(bronze: DataFrame, genre_flags: tuple[tuple[str, str], ...] = ()) -> DataFrame:
+    """Movies with the year out of the title and genres as an array: from the `genres` column, or from
+    flag columns when the source declares them."""
     title = F.trim("title")
     parsed = bronze.select(
         "movieId",
         F.when(F.regexp_like(title, F.lit(_TITLE_YEAR)), F.regexp_extract(title, _TITLE_YEAR, 1)).otherwise(title)
          .alias("title"),
         F.regexp_extract(title, _TITLE_YEAR, 2).try_cast("int").alias("year"),
-        F.when(F.col("genres").isNull() | (F.col("genres") == NO_GENRES), F.array().cast("array<string>"))
-         .otherwise(F.split("genres", r"\|")).alias("genres"),
+        (genres_flagged(genre_flags) if genre_flags else genres_listed(F.col("genres"))).alias("genres"),
     )
     return latest_per_key(parsed, ["movieId"], ["title"]).select("movieId", "title", "year", "genres")
 
@@ -64,6 +78,9 @@ def all_ratings(batch: DataFrame, events: DataFrame) -> DataFrame:
 
 SILVER = "silver.ratings"
 CONFORM = {"ratings": conform_ratings, "movies": conform_movies, "tags": conform_tags, "links": conform_links}
+# The bronze shape of a source the dataset may lack: its silver table is then conformed from no rows.
+OPTIONAL = {"tags": "userId int, movieId int, tag string, timestamp long",
+            "links": "movieId int, imdbId string, tmdbId int"}
 # The speed layer MERGEs into silver.ratings and reads its change feed for the real-time view.
 PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
 EVENTS = "bronze.rating_events"
@@ -183,7 +200,21 @@ def logged_progress(events: DataFrame, cfg: Config) -> dict[str, int]:
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     result = RunResult()
+    declared = source_schemas(cfg["raw.dataset"])
+    missing = [name for name in CONFORM if name not in declared and name not in OPTIONAL]
+    if missing:
+        raise ConfigError(f"raw.dataset '{cfg['raw.dataset']}' declares no {' or '.join(missing)} in "
+                          "conf/schemas.yaml: silver needs them")
+    flags = declared["movies"].genre_flags
     for name, conform in CONFORM.items():
+        if name not in declared:
+            written = tables.overwrite(conform(spark.createDataFrame([], OPTIONAL[name])), cfg, f"silver.{name}")
+            result.writes.append(written)
+            result.counts[f"{name}.rows"] = written.rows
+            result.notes.append(f"silver.{name} is empty: raw.dataset '{cfg['raw.dataset']}' declares no {name}")
+            continue
+        if name == "movies":
+            conform = lambda bronze: conform_movies(bronze, flags)  # noqa: E731
         # Recomputed from the latest inputs on each attempt: a concurrent streaming MERGE into
         # silver.ratings makes this overwrite conflict, and the retry then includes its events.
         def attempt(name=name, conform=conform):

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from common import lake_files, raw_zone, tables
 from common.config import Config
 from common.ledger import RunResult
+from common.schemas import source_schemas
 from jobs.events import Faults, read_held_back, replay_lines
 from jobs.extract import HOLDBACK_FILE
 
@@ -37,8 +38,10 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             f"nothing to replay: snapshot {snapshot.id} holds no {HOLDBACK_FILE} "
             "(land one with stream.holdback_fraction > 0, e.g. --conf stream.holdback_fraction=0.1)"])
     faults = Faults(**{k: cfg[f"simulator.{k}"] for k in Faults.__dataclass_fields__})
+    ratings = source_schemas(cfg["raw.dataset"])["ratings"]  # the held-back lines are in its dialect
     with lake_files.open_binary(cfg, snapshot.file(HOLDBACK_FILE)) as held_back:
-        lines = replay_lines(read_held_back(held_back.read()), faults, cfg["simulator.seed"])
+        rows = read_held_back(held_back.read(), ratings.dialect, tuple(c.name for c in ratings.columns))
+    lines = replay_lines(rows, faults, cfg["simulator.seed"])
     state_path = _state_file(cfg, snapshot.id)
     state = lake_files.read_text(cfg, state_path)
     sent = json.loads(state)["sent"] if state is not None else 0
