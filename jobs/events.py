@@ -54,7 +54,8 @@ def event_line(user: int, movie: int, rating: float, timestamp: int) -> str:
     return json.dumps({"userId": int(user), "movieId": int(movie), "rating": float(rating), "timestamp": int(timestamp)})
 
 
-def read_held_back(data: bytes, dialect: Dialect = Dialect(), columns: tuple[str, ...] = ()) -> list[Rating | Unparsed]:
+def read_held_back(data: bytes, dialect: Dialect = Dialect(),
+                   columns: tuple[str, ...] = ()) -> list[Rating | Unparsed]:
     """The data lines of a held-back ratings file in the ratings file's dialect (the header first, when
     it has one; else `columns` name the fields), one item per line, as they are cut (on \\n, as
     extract's hold-back cuts them)."""

@@ -55,9 +55,14 @@ def _count(line: SparkColumn, text: str) -> SparkColumn:
     return removed if size == 1 else F.floor(removed / size).cast("int")
 
 
-def fits(line: SparkColumn, max_line_bytes: int | None) -> SparkColumn:
+def size_in_file(line: SparkColumn, encoding: str = "UTF-8") -> SparkColumn:
+    """The line's bytes in its file: a decoded Latin-1 line's characters are one byte each there."""
+    return F.octet_length(line) if encoding == "UTF-8" else F.length(line)
+
+
+def fits(line: SparkColumn, max_line_bytes: int | None, encoding: str = "UTF-8") -> SparkColumn:
     """Whether the line is short enough to parse (always, without a cap)."""
-    return F.lit(True) if max_line_bytes is None else F.octet_length(line) <= max_line_bytes
+    return F.lit(True) if max_line_bytes is None else size_in_file(line, encoding) <= max_line_bytes
 
 
 def with_fields(lines: DataFrame, schema: SourceSchema, max_line_bytes: int | None = None) -> DataFrame:
@@ -66,7 +71,8 @@ def with_fields(lines: DataFrame, schema: SourceSchema, max_line_bytes: int | No
     raw_schema = ", ".join(f"`{c.name}` STRING" for c in schema.columns)
     line = F.col(LINE)
     options = csv_options(schema.dialect)
-    parsed = lines.withColumn("_raw", F.from_csv(F.when(fits(line, max_line_bytes), line), raw_schema, options))
+    parsed = lines.withColumn("_raw", F.from_csv(F.when(fits(line, max_line_bytes, schema.dialect.encoding), line),
+                                                     raw_schema, options))
     return parsed.select("*", *[_typed(c).alias(c.name) for c in schema.columns])
 
 
@@ -76,14 +82,15 @@ def _typed(col: Column) -> SparkColumn:
 
 
 def with_reason(fields: DataFrame, schema: SourceSchema, max_line_bytes: int | None = None) -> DataFrame:
-    """Add `_reason` for a CSV line: null for a good line, else why it is malformed (from with_fields).
+    """Add `_reason` for a line: null for a good line, else why it is malformed (from with_fields).
     The size check comes first, so a line over max_line_bytes is never scanned by the others."""
     line = F.col(LINE)
     n = len(schema.columns)
     dialect = schema.dialect
     structural = [
-        (~fits(line, max_line_bytes), F.format_string(
-            f"line too long: %d bytes, over sources.max_line_bytes ({max_line_bytes}); not parsed", F.octet_length(line))),
+        (~fits(line, max_line_bytes, dialect.encoding), F.format_string(
+            f"line too long: %d bytes, over sources.max_line_bytes ({max_line_bytes}); not parsed",
+            size_in_file(line, dialect.encoding))),
     ]
     if dialect.encoding == "UTF-8":  # a Latin-1 file's lines were decoded from bytes that all mean a character
         structural.append((~F.is_valid_utf8(line), F.lit("undecodable bytes: the line is not valid UTF-8")))

@@ -6,10 +6,14 @@ import os
 
 import pytest
 
+from dataclasses import replace
+
 from common import tables
 from common.errors import ConfigError
-from common.schemas import Dialect, parse_schemas
+from common.schemas import Dialect, parse_schemas, source_schemas
 from jobs import events, extract
+from jobs.parsing import REASON, classify
+from jobs.silver import conform_movies
 from jobs.runner import run_job
 from tests.conftest import SHARED_MOVIELENS
 
@@ -52,6 +56,52 @@ def test_ml_100k_lands_through_conf_only(spark, cfg):
     bronze_titles = {r.movieId: r.title for r in rows(spark, cfg, "bronze.movies")}
     assert bronze_titles == {m: title for m, (title, _) in expected.items()}
     assert (movies[1104].title, movies[1104].year) == ("C'est arrivé près de chez vous", 1992)
+
+
+MOVIES = source_schemas("movielens")["movies"]  # movieId, title, genres
+
+
+def classified(spark, lines: list[str], dialect: Dialect, max_line_bytes: int | None = None) -> list[tuple]:
+    df = spark.createDataFrame([(line,) for line in lines], "value string")
+    out = classify(df, replace(MOVIES, dialect=dialect), max_line_bytes)
+    return [(r.title if r[REASON] is None else None, r[REASON]) for r in out.collect()]
+
+
+def test_one_set_of_checks_parameterised_by_the_dialect(spark):
+    tab_quoted = Dialect(separator="\t", quote="'")
+    assert classified(spark, ["1\t'Tab\there'\tDrama", "2\t'Open\tDrama", "3\tA\tB\tC", "4\tx\r\tDrama"],
+                      tab_quoted) == [
+        ("Tab\there", None),
+        (None, "unterminated quote: the quoted field runs past the end of the line (a newline inside quotes?)"),
+        (None, "wrong column count: 4 fields, expected 3"),
+        (None, "carriage return (CR) outside quotes: other CSV readers end the line there")]
+    unquoted = Dialect(separator="::", quote=None, header=False)
+    assert classified(spark, ['1::"Quoted" (1990)::Drama', "2::A:::Drama", "3::B::C::D"], unquoted) == [
+        ('"Quoted" (1990)', None), ("A", None), (None, "wrong column count: 4 fields, expected 3")]
+
+
+def test_undecodable_bytes_are_a_reason_in_a_utf8_file_only(spark, tmp_path):
+    """The same bytes (0xE9, é in Latin-1) through the full-load's reader: a UTF-8 file quarantines the
+    line, a Latin-1 one decodes it. A Latin-1 line's size is its bytes in the file."""
+    from jobs.full_load import read_lines
+    path = tmp_path / "movies.dat"
+    path.write_bytes(dat("1::Caf\xe9::Drama", "2::" + "\xe9" * 20 + "::Drama", "3::" + "\xe9" * 31 + "::Drama"))
+    too_long = (None, "line too long: 41 bytes, over sources.max_line_bytes (40); not parsed")
+    for encoding, expected in [
+        ("UTF-8", [(None, "undecodable bytes: the line is not valid UTF-8")] * 2 + [too_long]),
+        ("ISO-8859-1", [("Café", None), ("é" * 20, None), too_long])]:  # 30 bytes in the file, 50 decoded
+        schema = replace(MOVIES, dialect=Dialect(separator="::", quote=None, header=False, encoding=encoding))
+        lines = read_lines(spark, str(path), schema).lines
+        assert [(r.title if r[REASON] is None else None, r[REASON])
+                for r in classify(lines, schema, 40).collect()] == expected
+
+
+def test_genres_from_flag_columns_in_the_declared_order(spark):
+    bronze = spark.createDataFrame([(1, "Heat (1995)", 1, 0, 1), (2, "Nothing (2000)", 0, 0, 0), (3, "Gap", 0, None, 1)],
+                                   "movieId int, title string, f_crime int, f_drama int, f_action int")
+    flags = (("f_action", "Action"), ("f_crime", "Crime"), ("f_drama", "Drama"))
+    assert [tuple(r) for r in conform_movies(bronze, flags).orderBy("movieId").collect()] == [
+        (1, "Heat", 1995, ["Action", "Crime"]), (2, "Nothing", 2000, []), (3, "Gap", None, ["Action"])]
 
 
 def dat(*lines: str) -> bytes:
