@@ -66,6 +66,7 @@ def daily_runs(spark, cfg) -> list:
             .orderBy("started_at").collect())
 
 
+@pytest.mark.slow
 def test_a_backfill_equals_pandas_for_its_days_and_a_rerun_changes_no_data(spark, cfg):
     # The first five days with ratings, and a range reaching back a week before them: days without ratings
     # are not built.

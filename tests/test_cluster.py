@@ -110,6 +110,7 @@ def comparable(spark, cfg: Config, name: str):
     return df
 
 
+@pytest.mark.slow
 def test_full_load_runs_on_both_workers_and_equals_the_local_run(spark, cluster, reference, tmp_path):
     master, webui = cluster
     cfg = lake_cfg(tmp_path)
@@ -124,6 +125,7 @@ def test_full_load_runs_on_both_workers_and_equals_the_local_run(spark, cluster,
     assert (run.job, run.status, run.lakejobs_version) == ("full_load", "succeeded", packaged_version(tmp_path / "dist"))
 
 
+@pytest.mark.slow
 def test_training_runs_on_both_workers_and_equals_the_local_run(spark, cluster, reference, tmp_path):
     master, webui = cluster
     cfg = lake_cfg(tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from common import raw_zone
@@ -18,6 +19,7 @@ from tests.conftest import LAKEJOBS
 TEST = load_config("test")
 
 
+@pytest.mark.slow
 def test_the_databricks_overlay_runs_the_whole_pipeline(spark, tmp_path):
     overlay = load_config("databricks")
     assert overlay["lake.root"].startswith("/Volumes/") and overlay["lake.catalog"]

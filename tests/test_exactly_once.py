@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from chispa import assert_df_equality
 
 from common import tables
@@ -69,6 +70,7 @@ def valid_events(spark, lines: list[str]):
     return spark.createDataFrame(rows, "userId int, movieId int, rating double, timestamp long")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(spark, cfg):
     cfg = cfg.with_overrides(STREAM)
     for job in ("extract", "full_load", "silver", "gold", "simulate"):
@@ -93,6 +95,7 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(spark, cfg):
     assert_serving_equals_recompute(spark, cfg)
 
 
+@pytest.mark.slow
 def test_batch_recompute_running_beside_the_stream_loses_nothing(spark, cfg):
     cfg = cfg.with_overrides({**STREAM, "generator.ratings": 5000, "stream.max_files_per_trigger": 1})
     for job in ("extract", "full_load", "silver", "gold", "simulate"):
@@ -113,6 +116,7 @@ def test_batch_recompute_running_beside_the_stream_loses_nothing(spark, cfg):
     assert_serving_equals_recompute(spark, cfg)
 
 
+@pytest.mark.slow
 def test_sigkill_across_a_snapshot_change_loses_nothing_and_applies_nothing_twice(spark, cfg):
     # Snapshot A's events are being merged when the job is killed; snapshot B is landed, loaded and
     # replayed (its offsets start from 0 again) while the job is down; the job is killed again, then

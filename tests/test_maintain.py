@@ -44,6 +44,7 @@ def start_live_stream(cfg) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+@pytest.mark.slow
 def test_maintain_beside_the_running_stream_compacts_and_the_serving_view_stays_right(spark, cfg):
     cfg = cfg.with_overrides({**STREAM, "maintain.tables": STREAM_TABLES})
     for job in ("extract", "full_load", "silver", "gold", "simulate"):

@@ -134,6 +134,7 @@ def ndcg(ranked: list, relevant: set, k: int) -> float:
     return dcg / sum(1 / math.log2(i + 2) for i in range(min(len(relevant), k)))
 
 
+@pytest.mark.slow
 def test_the_gate_refuses_crippled_models_and_promotes_only_a_significant_gain(spark, lake):
     # A crippled ranking model, the first ever: registered, refused, and no champion at all.
     first = run_job(spark, lake.with_overrides(CRIPPLED_RANKING), "train")
@@ -274,6 +275,7 @@ def test_scoring_gives_every_user_k_unrated_movies_and_cold_users_the_fallback(s
     assert result.counts["rows.als"] > 0
 
 
+@pytest.mark.slow
 def test_the_registry_flow_against_a_real_mlflow_server(spark, lake, tmp_path):
     port = local_server.free_port()
     uri = local_mlflow.up(str(tmp_path / "mlflow-server"), port)

@@ -123,6 +123,7 @@ def test_malformed_events_are_quarantined_with_a_reason(spark, tiny):
     assert silver_rows(spark, tiny).where("userId = 3").collect() == [(3, 12, 4.5, T0 + 1)]
 
 
+@pytest.mark.slow
 def test_serving_view_equals_a_full_recompute_batch_after_batch(spark, cfg):
     cfg = cfg.with_overrides({"stream.holdback_fraction": 0.3, "simulator.events_per_file": 100,
                               "simulator.max_events": 300, "simulator.rerating_rate": 0.2,

@@ -41,6 +41,7 @@ def args(command: str, **kw) -> argparse.Namespace:
     return argparse.Namespace(command=command, json=kw.pop("json", False), **kw)
 
 
+@pytest.mark.slow
 def test_status_json_reports_what_the_ledger_tables_stream_and_registry_hold(spark, lake):
     done = lakejobs(lake, "status", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -90,6 +91,7 @@ def test_status_text_counts_landed_events_not_merged_yet(spark, lake, capsys):
     assert "model movielens_als: champion v" in text and text.rstrip().endswith("OK")
 
 
+@pytest.mark.slow
 def test_status_exits_1_naming_a_task_whose_last_run_failed(spark, lake):
     with pytest.raises(SensorTimeout):
         run_job(spark, lake.with_overrides({"raw.snapshot": "nosuch", "sensor.timeout_s": 0.5, "sensor.poll_s": 0.1}),
