@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
+from common import paths
 from common.errors import ConfigError
 
 ENVIRONMENTS = ("local", "test", "cluster", "databricks", "s3")
@@ -247,6 +248,14 @@ def _non_empty_list(item_ok, what: str):
     return check
 
 
+def _lake_root(v: Any) -> str | None:
+    if not v:
+        return "must not be empty"
+    if paths.is_s3(str(v)) and not paths.is_s3a(str(v)):  # boto3 would land there; Spark's connector is s3a only
+        return "must use the s3a:// scheme (Spark's S3 connector)"
+    return None
+
+
 _positive_ints = _non_empty_list(lambda x: isinstance(x, int) and not isinstance(x, bool) and x > 0,
                                  "positive integers")
 _non_negative_numbers = _non_empty_list(lambda x: _is_number(x) and x >= 0, "numbers >= 0")
@@ -264,8 +273,7 @@ _CHECKS = {
     "sensor.timeout_s": _positive,
     "sensor.poll_s": _positive,
     "gold.bayes_min_votes": _positive,
-    "lake.root": lambda v: ("must not be empty" if not v else
-                            "must use the s3a:// scheme (Spark's S3 connector)" if str(v).startswith("s3://") else None),
+    "lake.root": _lake_root,
     "s3.multipart_threshold_mb": _positive,
     "s3.multipart_chunk_mb": lambda v: None if _is_number(v) and v >= 5 else "must be at least 5 (S3's smallest part)",
     "stream.source": _one_of("files", "kafka"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from common import lake_files, tables
+from common import lake_files, paths, tables
 from common.config import Config
 from common.errors import ConfigError, SensorTimeout, SourceError
 
@@ -34,7 +34,7 @@ class Snapshot:
     manifest: dict
 
     def file(self, name: str) -> str:
-        return lake_files.join(self.path, name)
+        return paths.join(self.path, name)
 
     def data_rows(self, name: str, header: bool = True) -> int:
         """Data lines of a landed file (its header line excluded, if it has one), counted at landing,
@@ -44,11 +44,11 @@ class Snapshot:
 
 def dataset_dir(cfg: Config) -> str:
     root = tables.lake_root(cfg)
-    if "://" in root and not lake_files.is_remote(root) or root.startswith("dbfs:"):
+    if not paths.python_reaches(root):  # the landing is written from Python: open() or boto3
         raise ConfigError(f"lake.root '{root}': the raw zone lives in a local folder, a Unity Catalog volume "
                           "(/Volumes/<catalog>/<schema>/<volume>/..., which Python opens as files, unlike dbfs:/) "
                           "or under s3a://bucket/prefix")
-    return lake_files.join(root, "landing", cfg["raw.dataset"])
+    return paths.join(root, "landing", cfg["raw.dataset"])
 
 
 def land(cfg: Config, snapshot_id: str, fill: Callable[[str], None], files: list[str], source: str) -> tuple[Snapshot, bool]:
@@ -60,7 +60,7 @@ def land(cfg: Config, snapshot_id: str, fill: Callable[[str], None], files: list
     if existing is not None:
         return existing, False
     base = dataset_dir(cfg)
-    final = lake_files.join(base, snapshot_id)
+    final = paths.join(base, snapshot_id)
     staging = lake_files.staging_folder(base, snapshot_id)
     try:
         fill(staging)
@@ -80,7 +80,7 @@ def land(cfg: Config, snapshot_id: str, fill: Callable[[str], None], files: list
     if len(written) < len(files):
         log.info("snapshot %s: %d of %d files were already at %s with the same sha256, not sent again",
                  snapshot_id, len(files) - len(written), len(files), final)
-    lake_files.write_bytes(cfg, lake_files.join(final, MARKER), json.dumps(manifest, indent=2).encode("utf-8"))
+    lake_files.write_bytes(cfg, paths.join(final, MARKER), json.dumps(manifest, indent=2).encode("utf-8"))
     return Snapshot(snapshot_id, final, manifest), True
 
 
@@ -88,8 +88,8 @@ def find(cfg: Config, snapshot_id: str = "latest") -> Snapshot | None:
     """A completed snapshot by id, or the most recently landed one for 'latest'; None if there is none."""
     base = dataset_dir(cfg)
     if snapshot_id != "latest":
-        return _read(cfg, lake_files.join(base, snapshot_id))
-    done = [s for s in (_read(cfg, lake_files.join(base, d)) for d in lake_files.folders(cfg, base)
+        return _read(cfg, paths.join(base, snapshot_id))
+    done = [s for s in (_read(cfg, paths.join(base, d)) for d in lake_files.folders(cfg, base)
                         if not d.startswith(".")) if s]
     return max(done, key=lambda s: s.manifest["landed_at"], default=None)
 
@@ -113,16 +113,16 @@ def poke(cfg: Config, snapshot_id: str, waited_s: float, timeout_s: float) -> Sn
     snapshot = find(cfg, snapshot_id)
     if snapshot is None and waited_s >= timeout_s:
         base = dataset_dir(cfg)
-        which = (f"no snapshot is complete in {base} (no {lake_files.join(base, '<snapshot>', MARKER)} marker)"
+        which = (f"no snapshot is complete in {base} (no {paths.join(base, '<snapshot>', MARKER)} marker)"
                  if snapshot_id == "latest" else
-                 f"snapshot '{snapshot_id}' is not complete (no marker {lake_files.join(base, snapshot_id, MARKER)})")
+                 f"snapshot '{snapshot_id}' is not complete (no marker {paths.join(base, snapshot_id, MARKER)})")
         raise SensorTimeout(f"sensor gave up after {timeout_s:g}s: {which}; run the extract job first, "
                             "or raise sensor.timeout_s")
     return snapshot
 
 
 def _read(cfg: Config, path: str) -> Snapshot | None:
-    text = lake_files.read_text(cfg, lake_files.join(path, MARKER))
+    text = lake_files.read_text(cfg, paths.join(path, MARKER))
     if text is None:
         return None
     manifest = json.loads(text)

@@ -19,26 +19,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
+from common import paths
 from common.config import Config
-from common.errors import ConfigError, SourceError
+from common.errors import SourceError
 
-SCHEMES = ("s3a://", "s3://")
 SHA256_KEY = "sha256"  # user metadata (x-amz-meta-sha256): the hex sha256 of the whole object
 MIB = 1 << 20
 _MISSING = ("404", "NoSuchKey", "NotFound")
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith(SCHEMES)
-
-
-def split(uri: str) -> tuple[str, str]:
-    """'s3a://bucket/a/b' → ('bucket', 'a/b')."""
-    scheme = next((s for s in SCHEMES if uri.startswith(s)), None)
-    bucket, _, key = uri[len(scheme):].partition("/") if scheme else ("", "", "")
-    if not bucket:
-        raise ConfigError(f"'{uri}' is not an S3 location: expected s3a://bucket/prefix")
-    return bucket, key
 
 
 def client(cfg: Config):
@@ -80,7 +67,7 @@ def errors(uri: str) -> Iterator[None]:
 
 def head(s3, uri: str) -> dict | None:
     """The object's metadata, or None when there is no such object."""
-    bucket, key = split(uri)
+    bucket, key = paths.split_s3(uri)
     with errors(uri):
         try:
             return s3.head_object(Bucket=bucket, Key=key)
@@ -96,14 +83,14 @@ def exists(s3, uri: str) -> bool:
 
 def has_prefix(s3, uri: str) -> bool:
     """Whether any object lives under uri/ (S3 has no folders, only keys sharing a prefix)."""
-    bucket, key = split(uri)
+    bucket, key = paths.split_s3(uri)
     with errors(uri):
         return s3.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1).get("KeyCount", 0) > 0
 
 
 def children(s3, uri: str) -> list[str]:
     """The names of the 'folders' directly under uri (common prefixes), sorted."""
-    bucket, key = split(uri)
+    bucket, key = paths.split_s3(uri)
     prefix = key.rstrip("/") + "/" if key else ""
     names: list[str] = []
     with errors(uri):
@@ -114,14 +101,14 @@ def children(s3, uri: str) -> list[str]:
 
 def open_object(s3, uri: str):
     """A readable stream of the object's bytes."""
-    bucket, key = split(uri)
+    bucket, key = paths.split_s3(uri)
     with errors(uri):
         return s3.get_object(Bucket=bucket, Key=key)["Body"]
 
 
 def put(s3, uri: str, data: bytes) -> None:
     """Write one whole object (a PUT is atomic: readers see the old object or the new one)."""
-    bucket, key = split(uri)
+    bucket, key = paths.split_s3(uri)
     with errors(uri):
         s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
 
@@ -132,7 +119,7 @@ def upload(s3, path: str, uri: str, sha256: str, config: TransferConfig) -> bool
     found = head(s3, uri)
     if found is not None and found.get("Metadata", {}).get(SHA256_KEY) == sha256:
         return False
-    bucket, key = split(uri)
+    bucket, key = paths.split_s3(uri)
     with errors(uri):
         s3.upload_file(path, bucket, key, Config=config,
                        ExtraArgs={"Metadata": {SHA256_KEY: sha256}, "ChecksumAlgorithm": "SHA256"})

@@ -7,7 +7,7 @@ import socket
 
 from pyspark.sql import SparkSession
 
-from common import logs, tables
+from common import logs, paths, tables
 from common.config import Config
 from common.errors import ClusterError, ConfigError
 
@@ -78,7 +78,7 @@ def session_settings(cfg: Config) -> dict[str, str]:
 def s3a_settings(cfg: Config) -> dict[str, str]:
     """hadoop-aws settings for an s3a:// lake (none otherwise). No credentials: hadoop-aws asks the
     AWS chain of s3.credentials_provider, as boto3 does."""
-    if not str(cfg["lake.root"]).startswith("s3a://"):
+    if not paths.is_s3a(str(cfg["lake.root"])):
         return {}
     settings = {"fs.s3a.aws.credentials.provider": cfg["s3.credentials_provider"],
                 "fs.s3a.endpoint.region": cfg["s3.region"],

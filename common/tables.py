@@ -4,7 +4,6 @@ Every write here is one Delta commit, so a reader sees the old table or the new 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
@@ -14,7 +13,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import lake_files
+from common import lake_files, paths
 from common.config import Config
 from common.errors import ConfigError
 
@@ -40,7 +39,7 @@ def location(cfg: Config, name: str) -> str:
     catalog = cfg["lake.catalog"]
     if catalog:
         return f"{catalog}.{layer}.{table}"
-    return join(lake_root(cfg), layer, table)
+    return paths.join(lake_root(cfg), layer, table)
 
 
 def use_catalog(spark: SparkSession, cfg: Config) -> None:
@@ -56,21 +55,21 @@ def use_catalog(spark: SparkSession, cfg: Config) -> None:
 
 
 def known_tables(cfg: Config) -> list[str]:
-    """Every Delta table under the lake root (<layer>/<table> folders holding a _delta_log)."""
+    """Every Delta table under the lake root (<layer>/<table> folders holding a _delta_log); none when
+    tables go by catalog name, or the root is one only Spark reaches (dbfs, abfss...)."""
     root = lake_root(cfg)
-    if cfg["lake.catalog"] or ("://" in root and not lake_files.is_remote(root)):
+    if cfg["lake.catalog"] or not paths.python_reaches(root):
         return []
-    return [f"{layer}.{t}" for layer in LAYERS for t in lake_files.folders(cfg, lake_files.join(root, layer))
-            if lake_files.exists(cfg, lake_files.join(root, layer, t, "_delta_log"))]
+    return [f"{layer}.{t}" for layer in LAYERS for t in lake_files.folders(cfg, paths.join(root, layer))
+            if lake_files.exists(cfg, paths.join(root, layer, t, "_delta_log"))]
 
 
 def lake_root(cfg: Config) -> str:
-    root = str(cfg["lake.root"])
-    return root.rstrip("/") if "://" in root or root.startswith("dbfs:") else os.path.abspath(root)
+    """lake.root normalised (paths.normalise): an absolute folder, or a URI without a trailing slash."""
+    return paths.normalise(str(cfg["lake.root"]))
 
 
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
+join = paths.join  # kept for callers outside common/ (jobs/tuning.py): joins are paths'
 
 
 def _by_name(cfg: Config) -> bool:

@@ -16,7 +16,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from common import tables
+from common import paths, tables
 from common.config import Config
 from common.errors import ConfigError, TrackingError
 
@@ -29,10 +29,10 @@ def embedded_store(cfg: Config) -> tuple[str, str]:
     ml.embedded_dir (a local folder: sqlite cannot live in S3)."""
     root = tables.lake_root(cfg)
     folder = cfg["ml.embedded_dir"]
-    if not folder and ("://" in root or root.startswith("dbfs:")):
+    if not folder and not paths.opens_as_files(root):
         raise ConfigError(f"lake.root {root} is not a local folder: set ml.embedded_dir to a local folder for "
                           "the embedded store, or ml.tracking_uri to an MLflow server (or databricks)")
-    folder = os.path.abspath(folder) if folder else os.path.join(root, "state", "mlflow")
+    folder = os.path.abspath(folder) if folder else paths.join(root, "state", "mlflow")
     os.makedirs(folder, exist_ok=True)
     return f"sqlite:///{os.path.join(folder, 'mlflow.db')}", os.path.join(folder, "artifacts")
 

@@ -16,7 +16,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import ledger, tables
+from common import ledger, paths, tables
 from common.config import Config
 from common.errors import ConfigError
 from common.hadoop_files import HadoopFiles
@@ -53,7 +53,7 @@ def retention_h(spark: SparkSession, cfg: Config) -> float:
 
 
 def checkpoints_dir(cfg: Config) -> str:
-    return tables.join(tables.lake_root(cfg), "state", "checkpoints")
+    return paths.join(tables.lake_root(cfg), "state", "checkpoints")
 
 
 def stream_needs_h(spark: SparkSession, cfg: Config) -> tuple[float, str | None]:
@@ -63,10 +63,10 @@ def stream_needs_h(spark: SparkSession, cfg: Config) -> tuple[float, str | None]
     fs = HadoopFiles(spark, checkpoints_dir(cfg))
     worst: tuple[float, str | None] = (0.0, None)
     for query in fs.folders(checkpoints_dir(cfg)):
-        planned = _batches(fs, tables.join(checkpoints_dir(cfg), query, "offsets"))
+        planned = _batches(fs, paths.join(checkpoints_dir(cfg), query, "offsets"))
         if not planned:
             continue  # not a streaming query's checkpoint (ALS keeps its own there)
-        committed = _batches(fs, tables.join(checkpoints_dir(cfg), query, "commits"))
+        committed = _batches(fs, paths.join(checkpoints_dir(cfg), query, "commits"))
         pending = [t for batch, t in planned.items() if batch not in committed]
         age_h = (time.time() - min(pending) / 1000) / 3600 if pending else 0.0
         worst = max(worst, (age_h + STREAM_MARGIN_H, query), key=lambda w: w[0])

@@ -15,7 +15,7 @@ import time
 
 from pyspark.sql import SparkSession
 
-from common import lake_files, raw_zone, tables
+from common import lake_files, paths, raw_zone, tables
 from common.config import Config
 from common.ledger import RunResult
 from common.schemas import source_schemas
@@ -24,11 +24,11 @@ from jobs.extract import HOLDBACK_FILE
 
 
 def events_dir(cfg: Config) -> str:
-    return lake_files.join(tables.lake_root(cfg), "landing", "events", "ratings")
+    return paths.join(tables.lake_root(cfg), "landing", "events", "ratings")
 
 
 def _state_file(cfg: Config, snapshot_id: str) -> str:
-    return lake_files.join(tables.lake_root(cfg), "state", "simulator", f"{snapshot_id}.json")
+    return paths.join(tables.lake_root(cfg), "state", "simulator", f"{snapshot_id}.json")
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
@@ -69,7 +69,7 @@ class FileSink:
 
     def __call__(self, offset: int, lines: list[str]) -> None:
         # Written whole (a dot-file renamed, or one S3 PUT): the stream never reads half a file.
-        name = lake_files.join(self.folder, f"events-{self.snapshot_id}-{offset:010d}.json")
+        name = paths.join(self.folder, f"events-{self.snapshot_id}-{offset:010d}.json")
         lake_files.write_bytes(self.cfg, name, encode("\n".join(lines) + "\n"))
 
     def __str__(self) -> str:
@@ -109,6 +109,6 @@ def send(lines: list[str], start: int, end: int, sink, per_chunk: int, rate: flo
 
 
 def _save_state(cfg: Config, path: str, sent: int) -> None:
-    if not lake_files.is_remote(path):
+    if not paths.is_s3(path):  # a local file: its folder first (S3 has none)
         os.makedirs(os.path.dirname(path), exist_ok=True)
     lake_files.write_bytes(cfg, path, json.dumps({"sent": sent}).encode("utf-8"))

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from common import idempotent, lake_files, stream_progress, tables
+from common import idempotent, lake_files, paths, stream_progress, tables
 from common.config import Config
 from common.errors import ExpectationError, LakejobsError, SourceError
 from common.idempotent import Txn
@@ -41,7 +41,7 @@ NEWER = "s.event_time > t.event_time OR (s.event_time = t.event_time AND s.ratin
 
 
 def checkpoint(cfg: Config) -> str:
-    return tables.join(tables.lake_root(cfg), "state", "checkpoints", cfg["stream.query_name"])
+    return paths.join(tables.lake_root(cfg), "state", "checkpoints", cfg["stream.query_name"])
 
 
 def read_events(spark: SparkSession, cfg: Config) -> DataFrame:
@@ -259,7 +259,7 @@ def _last_planned_batch(spark: SparkSession, folder: str) -> int | None:
     """The newest batch id the checkpoint has planned (its offsets log: one file per batch, named by
     the id), read through Spark so that it holds on every file system; None when it has none."""
     try:
-        names = (spark.read.option("pathGlobFilter", "[0-9]*").text(lake_files.join(folder, "offsets"))
+        names = (spark.read.option("pathGlobFilter", "[0-9]*").text(paths.join(folder, "offsets"))
                  .select(F.col("_metadata.file_name").cast("long").alias("batch")).agg(F.max("batch")).first())
     except AnalysisException:
         return None
@@ -270,7 +270,7 @@ def _checkpoint_exists(spark: SparkSession, folder: str) -> bool:
     """Whether a query has started from this checkpoint (its `metadata` file is written at start).
     Asked of Spark, so that it holds for every file system the checkpoint can live on (a folder,
     s3a://, dbfs:/)."""
-    path = spark._jvm.org.apache.hadoop.fs.Path(lake_files.join(folder, "metadata"))
+    path = spark._jvm.org.apache.hadoop.fs.Path(paths.join(folder, "metadata"))
     # FileSystem.exists, not a read: reading a missing file logs a 90-line FileNotFoundException at WARN.
     return bool(path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(path))
 

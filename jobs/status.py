@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import ledger, tables
+from common import ledger, paths, tables
 from common.config import Config
 from common.hadoop_files import HadoopFiles
 from jobs import pipeline
@@ -67,8 +67,8 @@ def stream_facts(spark: SparkSession, cfg: Config) -> dict | None:
 
     folder = checkpoint(cfg)
     files = HadoopFiles(spark, folder)
-    commits = {int(n): t for n, t in files.files(tables.join(folder, "commits")).items() if n.isdigit()}
-    if not commits and not files.files(tables.join(folder, "offsets")):
+    commits = {int(n): t for n, t in files.files(paths.join(folder, "commits")).items() if n.isdigit()}
+    if not commits and not files.files(paths.join(folder, "offsets")):
         return None
     last = max(commits) if commits else None
     facts = {"query": cfg["stream.query_name"], "last_batch": last,
@@ -81,16 +81,16 @@ def stream_facts(spark: SparkSession, cfg: Config) -> dict | None:
         landed = HadoopFiles(spark, events_dir(cfg))
         pending = sorted(set(landed.files(events_dir(cfg))) - _source_files(files, folder))
         facts["pending_files"] = len(pending)
-        facts["pending_events"] = sum(len(landed.read_text(tables.join(events_dir(cfg), n)).splitlines()) for n in pending)
+        facts["pending_events"] = sum(len(landed.read_text(paths.join(events_dir(cfg), n)).splitlines()) for n in pending)
     return facts
 
 
 def _source_files(files: HadoopFiles, folder: str) -> set[str]:
     """Names of the files the file source has taken into a micro-batch: its log under sources/0 is one
     file per batch (and a .compact file every few), each line after the first a JSON entry."""
-    log, seen = tables.join(folder, "sources", "0"), set()
+    log, seen = paths.join(folder, "sources", "0"), set()
     for name in files.files(log):
-        for line in files.read_text(tables.join(log, name)).splitlines()[1:]:
+        for line in files.read_text(paths.join(log, name)).splitlines()[1:]:
             if line.strip():
                 seen.add(json.loads(line)["path"].rstrip("/").rsplit("/", 1)[-1])
     return seen
