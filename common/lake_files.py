@@ -16,10 +16,6 @@ from typing import BinaryIO
 from common import paths, s3
 from common.config import Config
 
-# Kept for callers outside common/ (jobs/train.py, tests); which store a path is in, and joins, are paths'.
-is_remote = paths.is_s3
-join = paths.join
-
 
 def exists(cfg: Config, path: str) -> bool:
     """Whether the file (or, for a folder, anything under it) is there."""

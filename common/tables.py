@@ -69,7 +69,6 @@ def lake_root(cfg: Config) -> str:
     return paths.normalise(str(cfg["lake.root"]))
 
 
-join = paths.join  # kept for callers outside common/ (jobs/tuning.py): joins are paths'
 
 
 def _by_name(cfg: Config) -> bool:

@@ -18,7 +18,7 @@ from mlflow.types import ColSpec, Schema
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import lake_files, tables, tracking
+from common import paths, tables, tracking
 from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
@@ -46,7 +46,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         mlflow.set_tags({"data.table": SILVER, "data.location": read.location, "data.version": read.version})
         source = {"table_name": read.location} if cfg["lake.catalog"] else {"path": read.location}
         # MLflow recognises a Delta path on a local disk only; on S3 the version is in the tags above
-        version = None if lake_files.is_remote(read.location) else str(read.version)
+        version = None if paths.is_s3(read.location) else str(read.version)
         with warnings.catch_warnings():  # MLflow's hint that int columns cannot hold nulls: these keys never are
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
             mlflow.log_input(mlflow.data.from_spark(ratings, version=version, name=SILVER, **source),

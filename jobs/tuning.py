@@ -13,7 +13,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
+from common import paths, tables
 from common.config import Config
 from common.progress import progress
 from jobs.metrics import per_user_ranking, ranking_means, rating_errors
@@ -83,7 +83,7 @@ def ranking_settings(cfg: Config) -> list[dict]:
 
 def fit_and_evaluate(train: DataFrame, test: DataFrame, cfg: Config) -> Evaluation:
     seed, blocks = cfg["ml.seed"], cfg["ml.blocks"]
-    use_checkpoints(train.sparkSession, tables.join(tables.lake_root(cfg), CHECKPOINTS))
+    use_checkpoints(train.sparkSession, paths.join(tables.lake_root(cfg), CHECKPOINTS))
     seconds = {}
     fit, valid = (df.cache() for df in split(train, cfg["ml.test_fraction"], seed + 1))
     inner = Holdout.of(fit, valid, cfg)

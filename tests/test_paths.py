@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common import lake_files, paths, raw_zone, session, tables, tracking
+from common import paths, raw_zone, session, tables, tracking
 from common.config import load_config
 from common.errors import ConfigError
 from common.paths import Kind
@@ -124,7 +124,6 @@ def test_table_locations_under_each_root(cwd, root, lake_root):
     cfg = config(root)
     assert tables.lake_root(cfg) == lake_root.format(cwd=cwd)
     assert tables.location(cfg, "silver.ratings") == lake_root.format(cwd=cwd) + "/silver/ratings"
-    assert tables.join is paths.join and lake_files.join is paths.join and lake_files.is_remote is paths.is_s3
 
 
 @pytest.mark.parametrize("root, landing", [

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from common import lake_files, raw_zone, tables
+from common import lake_files, paths, raw_zone, tables
 from common.config import REDACTED, load_config, redact, redact_text
 from common.errors import SourceError
 from jobs import sources
@@ -100,7 +100,7 @@ def test_a_presigned_source_url_reaches_neither_the_ledger_nor_the_snapshot_mark
     cfg = cfg.with_overrides({"source.kind": "url", "source.url": url, "source.sha256": sha})
     run_job(spark, cfg, "extract")
     snapshot = raw_zone.find(cfg)
-    marker = lake_files.read_text(cfg, lake_files.join(snapshot.path, raw_zone.MARKER))
+    marker = lake_files.read_text(cfg, paths.join(snapshot.path, raw_zone.MARKER))
     assert json.loads(marker)["source"] == f"url {url.split('?')[0]}?{REDACTED}"
     (row,) = tables.read(spark, cfg, "state.ledger").collect()
     assert row.status == "succeeded"
