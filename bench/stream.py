@@ -4,7 +4,8 @@
   and through a bare append-only path (parse → Delta append) on the same files, availableNow;
   target: MERGE ≥ 0.5 × append-only.
 - end-to-end latency, event file written → its row committed in silver.ratings, at 1,000
-  events/s with a 1-second processing-time trigger; target: p95 ≤ 3 s.
+  events/s with a 1-second processing-time trigger, beside a floor measured in the same run (parse
+  + one idempotent MERGE a batch); targets (issue 15): p50 and p95 each ≤ 1.5 × the floor's.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ CONF = ["source.kind=generator", "generator.ratings=250000", "generator.users=30
 RATE, SECONDS, WARMUP_S = 1000, 40, 5
 PER_FILE = RATE // 10  # events per file in the latency cases: ten files a second
 FLOOR_APP_ID = "latency_floor"
-MERGE_RATIO_TARGET, P95_TARGET_S = 0.5, 3.0
+MERGE_RATIO_TARGET, FLOOR_RATIO_TARGET = 0.5, 1.5
 
 NOTES = [
     f"Throughput: the same {EVENTS:,} events (files of 5,000) through the `speed` job with availableNow, 10 "
@@ -134,8 +135,11 @@ def _arrive_live(spark, cfg, visible) -> dict[str, float]:
     while not spark.streams.active:
         time.sleep(0.2)
     folder = events_dir(cfg)
+    # Movies of the catalogue: the speed job quarantines an event of an unknown movie (the shipped
+    # expectation), and a stream of those would never become visible in silver.
+    movies = [r[0] for r in tables.read(spark, cfg, "silver.movies").select("movieId").orderBy("movieId").limit(997).collect()]
     warmup, lines = RATE * WARMUP_S, [
-        f'{{"userId": {900000 + i % 5000}, "movieId": {1 + i % 997}, "rating": 4.0, "timestamp": {1700000000 + i}}}'
+        f'{{"userId": {900000 + i % 5000}, "movieId": {movies[i % len(movies)]}, "rating": 4.0, "timestamp": {1700000000 + i}}}'
         for i in range(RATE * (WARMUP_S + SECONDS))]
     send(lines, 0, warmup, FileSink(folder, "bench"), PER_FILE, RATE, on_chunk=lambda upto: None)
     _wait_until_visible(visible, warmup)
@@ -228,10 +232,12 @@ def run() -> tuple[list[Metric], list[str]]:
         Metric("stream", "MERGE / append-only", round(ratio, 3), "ratio", f">= {MERGE_RATIO_TARGET}",
                ratio >= MERGE_RATIO_TARGET),
         Metric("stream", f"latency p50 at {RATE} events/s, 1 s trigger", round(p50, 2), "s"),
-        Metric("stream", f"latency p95 at {RATE} events/s, 1 s trigger", round(p95, 2), "s", f"<= {P95_TARGET_S}",
-               p95 <= P95_TARGET_S),
+        Metric("stream", f"latency p95 at {RATE} events/s, 1 s trigger", round(p95, 2), "s"),
         Metric("stream", f"events measured for latency (after a {WARMUP_S} s warm-up)", len(lat["latencies"]), "events"),
         Metric("stream", "latency floor p50 (parse + one idempotent MERGE a batch; reference)", round(floor_p50, 2), "s"),
         Metric("stream", "latency floor p95 (parse + one idempotent MERGE a batch; reference)", round(floor_p95, 2), "s"),
     ]
+    for q, ours, ref in (("p50", p50, floor_p50), ("p95", p95, floor_p95)):
+        metrics.append(Metric("stream", f"latency {q} / floor {q}", round(ours / ref, 2), "x",
+                              f"<= {FLOOR_RATIO_TARGET}", ours / ref <= FLOOR_RATIO_TARGET))
     return metrics, NOTES
