@@ -69,8 +69,6 @@ def lake_root(cfg: Config) -> str:
     return paths.normalise(str(cfg["lake.root"]))
 
 
-
-
 def _by_name(cfg: Config) -> bool:
     return bool(cfg["lake.catalog"])
 

@@ -22,27 +22,25 @@ HOLDBACK_FILE = "ratings_holdback.csv"
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
     schemas = source_schemas(cfg["raw.dataset"])
-    files = [s.file for s in schemas.values()]
-    has_header = {s.file: s.dialect.header for s in schemas.values()}
-    counted_as = {s.file: s.name for s in schemas.values()} | {HOLDBACK_FILE: HOLDBACK_FILE.removesuffix(".csv")}
-    plan = sources.plan(cfg, files)
+    # Each file landed → (the name its row count goes by, whether its first line is a header).
+    landed = {s.file: (s.name, s.dialect.header) for s in schemas.values()}
+    plan = sources.plan(cfg, list(landed))
     fraction = cfg["stream.holdback_fraction"]
     snapshot_id, fill = plan.snapshot_id, plan.fill
     if fraction > 0:
         ratings = schemas["ratings"]
         snapshot_id = f"{plan.snapshot_id}-h{fraction:g}"
-        files = files + [HOLDBACK_FILE]
-        has_header[HOLDBACK_FILE] = ratings.dialect.header
+        landed[HOLDBACK_FILE] = (HOLDBACK_FILE.removesuffix(".csv"), ratings.dialect.header)
         fill = lambda out: (plan.fill(out), hold_back_newest(os.path.join(out, ratings.file),  # noqa: E731
                                                               os.path.join(out, HOLDBACK_FILE), fraction,
                                                               ratings.dialect))
     try:
-        snapshot, landed_now = raw_zone.land(cfg, snapshot_id, fill, files, plan.description)
+        snapshot, landed_now = raw_zone.land(cfg, snapshot_id, fill, list(landed), plan.description)
     finally:
         plan.cleanup()
     verb = "landed" if landed_now else "already landed, nothing to do:"
     return RunResult(
-        counts={f"{counted_as[name]}.rows": snapshot.data_rows(name, has_header[name]) for name in files}
+        counts={f"{name}.rows": snapshot.data_rows(file, header) for file, (name, header) in landed.items()}
         | {"landed": int(landed_now)},
         notes=[f"{verb} snapshot {snapshot.id} from {plan.description}", f"  at {snapshot.path}"],
     )
