@@ -74,7 +74,7 @@ bench: setup ## run the benchmarks (BENCH_ARGS="--only batch --sizes 1000000"); 
 
 package: $(VENV)/.installed ## build the wheel, the --py-files zip and the spark-submit entry file into dist/, stamped with the commit
 	rm -rf $(DIST)
-	$(PY) -m common.package --dist $(DIST)
+	$(PY) -m common.local.package --dist $(DIST)
 
 submit: setup package ## run JOB=... through spark-submit (MASTER=local[*] by default, or spark://127.0.0.1:7077 after cluster-up)
 	set -e; args=$$($(LAKEJOBS) submit-args --env $(ENV) --master '$(MASTER)' --properties-file $(DIST)/spark-submit.properties $(CONF)); \
@@ -82,13 +82,13 @@ submit: setup package ## run JOB=... through spark-submit (MASTER=local[*] by de
 	  --py-files $(DIST)/lakejobs-$(VERSION).zip $(DIST)/lakejobs_entry.py --job $(JOB) --env $(ENV) $(SOURCE_CONF) $(CONF)
 
 bundle: $(VENV)/.installed ## regenerate the Databricks job (resources/) from conf/pipeline.yaml
-	$(PY) -m jobs.bundle
+	$(PY) -m jobs.runners.bundle
 
 cluster-up: setup ## start a Spark standalone master on spark://127.0.0.1:$(CLUSTER_PORT) and two workers (1 core, 2g each)
-	$(PY) -m common.local_cluster up --dir $(CLUSTER_DIR) --port $(CLUSTER_PORT)
+	$(PY) -m common.local.spark_cluster up --dir $(CLUSTER_DIR) --port $(CLUSTER_PORT)
 
 cluster-down: ## stop the standalone cluster's workers and master
-	$(PY) -m common.local_cluster down --dir $(CLUSTER_DIR)
+	$(PY) -m common.local.spark_cluster down --dir $(CLUSTER_DIR)
 
 stream: setup ## speed layer once: the next EVENTS held-back events as a burst, merged (availableNow), then the serving view
 	$(LAKEJOBS) run simulate --env $(ENV) --conf simulator.max_events=$(EVENTS) $(CONF)
@@ -102,29 +102,29 @@ stream-live: setup ## simulator at RATE events/s and the merge every second, unt
 	  $(LAKEJOBS) run speed --env $(ENV) --conf stream.trigger=processing_time $(CONF)
 
 kafka-up: setup ## start a Kafka broker (KRaft) on 127.0.0.1:$(KAFKA_PORT); use with CONF="--conf stream.source=kafka"
-	$(PY) -m common.local_kafka up --dir $(KAFKA_DIR) --port $(KAFKA_PORT)
+	$(PY) -m common.local.kafka_broker up --dir $(KAFKA_DIR) --port $(KAFKA_PORT)
 
 kafka-down: ## stop the Kafka broker
-	$(PY) -m common.local_kafka down --dir $(KAFKA_DIR)
+	$(PY) -m common.local.kafka_broker down --dir $(KAFKA_DIR)
 
 mlflow-up: setup ## start an MLflow server on 127.0.0.1:$(MLFLOW_PORT); use with CONF="--conf ml.tracking_uri=http://127.0.0.1:5000"
-	$(PY) -m common.local_mlflow up --dir $(MLFLOW_DIR) --port $(MLFLOW_PORT)
+	$(PY) -m common.local.mlflow_server up --dir $(MLFLOW_DIR) --port $(MLFLOW_PORT)
 
 mlflow-down: ## stop the MLflow server
-	$(PY) -m common.local_mlflow down --dir $(MLFLOW_DIR)
+	$(PY) -m common.local.mlflow_server down --dir $(MLFLOW_DIR)
 
 # The local S3 server takes any key; the AWS chain must still find one, so these stand in unless you set yours.
 s3-up run-s3: export AWS_ACCESS_KEY_ID ?= local-only
 s3-up run-s3: export AWS_SECRET_ACCESS_KEY ?= local-only
 
 s3-up: setup ## start an S3 API server (moto) on 127.0.0.1:$(S3_PORT) with the bucket lakejobs; objects live in its memory
-	$(PY) -m common.local_s3 up --dir $(S3_DIR) --port $(S3_PORT)
+	$(PY) -m common.local.s3_server up --dir $(S3_DIR) --port $(S3_PORT)
 
 s3-down: ## stop the S3 server (the lake on it goes too)
-	$(PY) -m common.local_s3 down --dir $(S3_DIR)
+	$(PY) -m common.local.s3_server down --dir $(S3_DIR)
 
 run-s3: setup ## the pipeline with the lake on the local S3 server (s3a://lakejobs/lake), started when not running
-	@$(PY) -c "from common.local_server import listening; exit(0 if listening($(S3_PORT)) else 1)" || $(MAKE) --no-print-directory s3-up
+	@$(PY) -c "from common.local.servers import listening; exit(0 if listening($(S3_PORT)) else 1)" || $(MAKE) --no-print-directory s3-up
 	$(LAKEJOBS) pipeline --env s3 $(S3_CONF) --conf stream.holdback_fraction=0.05 $(SOURCE_CONF) $(CONF)
 
 airflow-env: $(AIRFLOW_VENV)/.installed ## install Apache Airflow (requirements-airflow.txt) into its own virtualenv, .airflow/venv, once
@@ -136,16 +136,16 @@ $(AIRFLOW_VENV)/.installed: requirements-airflow.txt
 	touch $@
 
 airflow-dag: $(VENV)/.installed ## regenerate the Airflow DAG (dags/lakejobs_pipeline.py) from conf/pipeline.yaml
-	$(PY) -m jobs.airflow_dag
+	$(PY) -m jobs.runners.airflow_dag
 
 airflow-up: setup airflow-env ## start Airflow (standalone, sqlite in .airflow/home) with its web UI and REST API on 127.0.0.1:$(AIRFLOW_PORT)
-	$(PY) -m common.local_airflow up --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT)
+	$(PY) -m common.local.airflow_server up --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT)
 
 airflow-down: ## stop Airflow
-	$(PY) -m common.local_airflow down --dir $(AIRFLOW_DIR)
+	$(PY) -m common.local.airflow_server down --dir $(AIRFLOW_DIR)
 
 airflow: $(VENV)/.installed airflow-env ## the airflow command line for that Airflow: make airflow ARGS="dags trigger lakejobs_pipeline"
-	$(PY) -m common.local_airflow cli --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT) -- $(ARGS)
+	$(PY) -m common.local.airflow_server cli --dir $(AIRFLOW_DIR) --port $(AIRFLOW_PORT) -- $(ARGS)
 
 clean: ## remove the local lake and build outputs (keeps .venv and .jars)
 	rm -rf lake lake-s3 dist build *.egg-info spark-warehouse metastore_db derby.log .pytest_cache

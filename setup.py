@@ -3,7 +3,7 @@ import json
 import os
 import re
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # `make package` builds from a staged copy holding common/_stamp.json (version + commit); a checkout has none.
 STAMP = os.path.join("common", "_stamp.json")
@@ -15,7 +15,7 @@ setup(
     version=VERSION,
     description="PySpark jobs for a lambda architecture on Delta Lake, with MLflow models",
     python_requires=">=3.11",
-    packages=["jobs", "common", "conf"],
+    packages=find_packages(include=["jobs", "jobs.*", "common", "common.*", "conf"]),
     package_data={"conf": ["*.yaml"], "common": ["_stamp.json"]},
     # Spark and Delta are the runtime's (spark-submit, Databricks): installing pyspark into a Databricks
     # cluster would shadow its own. `pip install lakejobs[spark]` brings them for a laptop.
@@ -27,5 +27,5 @@ setup(
         "pyarrow>=15",
     ],
     extras_require={"spark": ["pyspark==4.2.0", "delta-spark==4.4.0"], "test": ["pytest", "chispa"]},
-    entry_points={"console_scripts": ["lakejobs=jobs.cli:entry"]},
+    entry_points={"console_scripts": ["lakejobs=jobs.runners.cli:entry"]},
 )

@@ -12,9 +12,9 @@ from bench.case import timed
 from bench.harness import DATA, DRIVER_MEMORY, WORK, Metric, gib, run_case
 from common import raw_zone, tables
 from common.schemas import source_schemas
-from jobs.full_load import ingest_metadata
-from jobs.generator import GeneratorSpec
-from jobs.runner import run_job
+from jobs.batch.full_load import ingest_metadata
+from jobs.batch.generator import GeneratorSpec
+from jobs.runners.runner import run_job
 
 # ratings → (users, movies): each user rates at most half the movies (the generator's cap), with room.
 SIZES = {100_000: (1_000, 5_000), 1_000_000: (6_000, 20_000), 10_000_000: (60_000, 50_000)}

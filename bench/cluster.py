@@ -11,24 +11,24 @@ import time
 
 from bench import batch
 from bench.harness import DRIVER_MEMORY, LOAD, WORK, Metric, run_case
-from common import local_cluster, local_server
+from common.local import spark_cluster, servers
 
 RATINGS = 10_000_000
-EXECUTOR_MEMORY = local_cluster.WORKER_MEMORY  # each worker's whole offer: 2 × 2g beside local mode's 4g heap
+EXECUTOR_MEMORY = spark_cluster.WORKER_MEMORY  # each worker's whole offer: 2 × 2g beside local mode's 4g heap
 
 
 def _executors(webui: str, app_id: str) -> dict[str, int]:
     """How many executors of the application each worker ran, from the workers' own JSON status."""
     ran = {}
-    for worker in local_cluster.status(webui)["workers"]:
-        own = local_cluster.status(worker["webuiaddress"])
+    for worker in spark_cluster.status(webui)["workers"]:
+        own = spark_cluster.status(worker["webuiaddress"])
         ran[worker["id"]] = sum(e["appid"] == app_id for e in own["executors"] + own["finishedexecutors"])
     return ran
 
 
 def _cluster_cpu_s(folder: str) -> float:
     """CPU seconds used so far by the cluster's processes: the master, the workers and the executors
-    they started and reaped (each daemon leads its own process group, see common/local_server)."""
+    they started and reaped (each daemon leads its own process group, see common/local/servers)."""
     groups = {int(open(p).read()) for p in glob.glob(os.path.join(folder, "*.pid"))}
     total = 0.0
     for stat in glob.glob("/proc/[0-9]*/stat"):
@@ -44,7 +44,7 @@ def _cluster_cpu_s(folder: str) -> float:
 def _app(webui: str) -> dict:
     deadline = time.monotonic() + 30
     while True:
-        apps = local_cluster.status(webui)["completedapps"]
+        apps = spark_cluster.status(webui)["completedapps"]
         if apps or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -63,10 +63,10 @@ def run() -> tuple[list[Metric], list[str]]:
     folder = os.path.join(WORK, "cluster-daemons")
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # the case's driver binds where the workers are
     began = time.monotonic()
-    master = local_cluster.up(folder, local_server.free_port(), local_server.free_port())
+    master = spark_cluster.up(folder, servers.free_port(), servers.free_port())
     started_s = time.monotonic() - began
     try:
-        webui = local_cluster.webui(folder)
+        webui = spark_cluster.webui(folder)
         cluster_cpu = _cluster_cpu_s(folder)
         remote = run_case("bench.batch:full_load", os.path.join(WORK, "cluster-standalone"),
                           conf + [f"spark.master={master}", f"spark.conf.spark.executor.memory={EXECUTOR_MEMORY}"],
@@ -75,7 +75,7 @@ def run() -> tuple[list[Metric], list[str]]:
         ran = _executors(webui, app["id"])
         cluster_cpu = _cluster_cpu_s(folder) - cluster_cpu
     finally:
-        local_cluster.down(folder)
+        spark_cluster.down(folder)
     if sorted(ran.values()) != [1, 1]:
         raise RuntimeError(f"the application did not run one executor on each worker: {ran}")
     if local["loaded"] != remote["loaded"]:
@@ -107,7 +107,7 @@ def run() -> tuple[list[Metric], list[str]]:
     notes = [f"The same job as the batch section (`lakejobs run full_load` on the same cached {tag} raw zone), run "
              f"twice: on `local[2]` (driver and executor one JVM, spark.driver.memory={DRIVER_MEMORY}) and with "
              f"spark.master set to a standalone cluster started for the section from the pyspark installation: a "
-             f"master and two workers on 127.0.0.1, each worker 1 core and {local_cluster.WORKER_MEMORY}, one "
+             f"master and two workers on 127.0.0.1, each worker 1 core and {spark_cluster.WORKER_MEMORY}, one "
              f"executor of {EXECUTOR_MEMORY} on each. Both have two task slots on the same 2 cores, so the ratio is "
              "the cost of the distributed path, not a speed-up. Times cover the job only (sensor, load, "
              "reconciliation, ledger row), not the JVMs' start; the cluster's start is listed apart. The "

@@ -18,8 +18,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from bench.harness import WORK, Metric, run_case
-from jobs.recommender import split
-from jobs.tuning import best, fit_and_evaluate
+from jobs.ml.recommender import split
+from jobs.ml.tuning import best, fit_and_evaluate
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "movielens"))
 SCHEMA = "userId int, movieId int, rating double, timestamp long"

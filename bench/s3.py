@@ -10,8 +10,8 @@ import uuid
 from bench import batch
 from bench.case import timed
 from bench.harness import WORK, Metric, run_case
-from common import local_s3, local_server
-from jobs.runner import run_job
+from common.local import s3_server, servers
+from jobs.runners.runner import run_job
 
 RATINGS = 1_000_000
 BUCKET = "lakejobs-bench"
@@ -37,8 +37,8 @@ def run() -> tuple[list[Metric], list[str]]:
     # The local server takes any key; the AWS chain of the cases (boto3 and hadoop-aws) must still find one.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "local-only")
-    folder, port = os.path.join(WORK, "s3-server"), local_server.free_port()
-    endpoint = local_s3.up(folder, port, bucket=BUCKET)
+    folder, port = os.path.join(WORK, "s3-server"), servers.free_port()
+    endpoint = s3_server.up(folder, port, bucket=BUCKET)
     try:
         lake = f"s3a://{BUCKET}/{uuid.uuid4().hex[:8]}"
         s3_conf = batch.generator_conf(RATINGS) + [
@@ -51,7 +51,7 @@ def run() -> tuple[list[Metric], list[str]]:
         upload = run_case("bench.s3:landed", lake, s3_conf + ["ledger.enabled=false"])
         remote = run_case("bench.s3:full_load", lake, s3_conf)
     finally:
-        local_s3.down(folder)
+        s3_server.down(folder)
     if upload["landed"] != 1:
         raise RuntimeError(f"{tag}: the extract found the snapshot already in {lake}: nothing was uploaded")
     if not (local["loaded"] == remote["loaded"] and local["rows"] == remote["rows"]):

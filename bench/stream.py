@@ -20,11 +20,11 @@ from bench.harness import DATA, WORK, Metric, run_case
 from common import idempotent, tables
 from common.idempotent import Txn
 from common.schemas import stream_schema
-from jobs.parsing import REASON, classify_json
-from jobs.runner import run_job
-from jobs.simulate import FileSink, events_dir, send
-from jobs.silver import conform_ratings
-from jobs.speed import merge_latest, read_events
+from jobs.batch.parsing import REASON, classify_json
+from jobs.runners.runner import run_job
+from jobs.speed.simulate import FileSink, events_dir, send
+from jobs.batch.silver import conform_ratings
+from jobs.speed.speed import merge_latest, read_events
 
 EVENTS = 200_000
 CONF = ["source.kind=generator", "generator.ratings=250000", "generator.users=3000", "generator.movies=10000",

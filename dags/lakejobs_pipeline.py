@@ -1,4 +1,4 @@
-# Generated from conf/pipeline.yaml by `make airflow-dag` (python -m jobs.airflow_dag): do not edit by hand.
+# Generated from conf/pipeline.yaml by `make airflow-dag` (python -m jobs.runners.airflow_dag): do not edit by hand.
 """The lakejobs pipeline of conf/pipeline.yaml as an Airflow DAG: one task per pipeline task, each the
 project's own `lakejobs run <job>` (BashOperator: the same console script every runner calls, so no Spark
 provider and no Spark in Airflow's environment), and a raw-zone sensor in reschedule mode."""
@@ -26,7 +26,7 @@ SPARK_ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
 ARGS = " --env {{ params.env }}{% if dag_run.logical_date %} --logical-date {{ ds }}{% endif %}"
 # A dated task builds the one day it is given. It gets the date only in a backfill's runs (airflow backfill
 # create), as `lakejobs backfill` gives it; in a scheduled or manual run it gets none and rebuilds every day
-# whose inputs changed since its last run, late events included (jobs/daily.py).
+# whose inputs changed since its last run, late events included (jobs/batch/daily.py).
 DATED_ARGS = (" --env {{ params.env }}{% if dag_run.logical_date and dag_run.run_type == 'backfill' %}"
               " --logical-date {{ ds }}{% endif %}")
 DATED = ('daily',)

@@ -1,1 +1,2 @@
-"""The jobs of lakejobs: one module per job, each exposing run(spark, cfg) -> RunResult."""
+"""The jobs of lakejobs, by layer: batch/, speed/, serving/, ml/, ops/, and runners/ that run them.
+A job is one module exposing run(spark, cfg) -> RunResult, listed in runners/registry.py."""

@@ -7,8 +7,9 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from common import raw_zone, tables
-from jobs import gold, serving
-from jobs.simulate import events_dir
+from jobs.batch import gold
+from jobs.serving import serving
+from jobs.speed.simulate import events_dir
 from tests import oracle
 
 STATS = ("movieId", "rating_count", "rating_sum", "rating_mean", "bayes_avg")

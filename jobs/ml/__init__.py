@@ -1,0 +1,1 @@
+"""Machine learning: train, gate and register the recommender; score recommendations."""

@@ -1,0 +1,1 @@
+"""Operating the lake: maintenance, status and history of what ran, backfills, what the lake holds."""
