@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from bench.case import timed
 from bench.harness import DATA, DRIVER_MEMORY, WORK, Metric, gib, run_case
-from common import raw_zone, tables
+from common import catalogue, raw_zone, tables
 from common.schemas import source_schemas
 from jobs.batch.full_load import ingest_metadata
 from jobs.batch.generator import GeneratorSpec
@@ -71,7 +71,7 @@ def floor(spark, cfg, raw_root: str, with_metadata: bool = False) -> dict:
             df = spark.read.option("header", "true").schema(ddl).csv(path)
             if with_metadata:
                 df = df.withColumns(ingest_metadata(f"file:{path}", snapshot.id, ingested_at))
-            rows += tables.overwrite(df, cfg, f"bronze.{name}").rows
+            rows += tables.overwrite(df, cfg, catalogue.of_source("bronze", name).name).rows
         return rows
 
     rows, seconds, cpu = timed(spark, load_all)

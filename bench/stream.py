@@ -17,7 +17,7 @@ import time
 from pyspark.sql import functions as F
 
 from bench.harness import DATA, WORK, Metric, run_case
-from common import idempotent, tables
+from common import catalogue, idempotent, paths, tables
 from common.idempotent import Txn
 from common.schemas import stream_schema
 from jobs.batch.parsing import REASON, classify_json
@@ -70,7 +70,8 @@ def merge_path(spark, cfg, prepared_lake: str) -> dict:
 def append_path(spark, cfg, prepared_lake: str) -> dict:
     _copy_lake(prepared_lake, cfg)
     schema = stream_schema(cfg["raw.dataset"], "rating_events")
-    target = tables.location(cfg, "bronze.rating_events_append")
+    # The bench's own reference table, beside the lake's layers rather than in one: no job writes it.
+    target = paths.join(tables.lake_root(cfg), "bench", "rating_events_append")
     parsed = classify_json(read_events(spark, cfg), schema).where(F.col(REASON).isNull()) \
         .select(*[c.name for c in schema.columns])
     began = time.monotonic()
@@ -137,7 +138,8 @@ def _arrive_live(spark, cfg, visible) -> dict[str, float]:
     folder = events_dir(cfg)
     # Movies of the catalogue: the speed job quarantines an event of an unknown movie (the shipped
     # expectation), and a stream of those would never become visible in silver.
-    movies = [r[0] for r in tables.read(spark, cfg, "silver.movies").select("movieId").orderBy("movieId").limit(997).collect()]
+    movies = [r[0] for r in tables.read(spark, cfg, catalogue.SILVER_MOVIES.name).select("movieId").orderBy("movieId")
+              .limit(997).collect()]
     warmup, lines = RATE * WARMUP_S, [
         f'{{"userId": {900000 + i % 5000}, "movieId": {movies[i % len(movies)]}, "rating": 4.0, "timestamp": {1700000000 + i}}}'
         for i in range(RATE * (WARMUP_S + SECONDS))]
@@ -173,23 +175,26 @@ def _wait_until_visible(visible, events: int, timeout_s: float = 300) -> None:
 def _merge_commits(spark, cfg, app_id: str) -> dict[int, float]:
     """Micro-batch id → commit time of app_id's MERGE that made its events visible in silver.ratings."""
     return {int(r.userMetadata.rsplit(":", 1)[1]): r.timestamp.timestamp() for r in
-            tables.delta_table(spark, cfg, "silver.ratings").history()
+            tables.delta_table(spark, cfg, catalogue.SILVER_RATINGS.name).history()
             .where((F.col("operation") == "MERGE") & F.col("userMetadata").startswith(f"{app_id}:"))
             .select("userMetadata", "timestamp").collect()}
 
 
 def _visible_events(spark, cfg) -> int:
     """Events logged by micro-batches whose MERGE has committed (the log is written just before it)."""
-    if not tables.exists(spark, cfg, "bronze.rating_events"):
+    if not tables.exists(spark, cfg, catalogue.BRONZE_RATING_EVENTS.name):
         return 0
     merged = list(_merge_commits(spark, cfg, cfg["stream.query_name"]))
-    return tables.read(spark, cfg, "bronze.rating_events").where(F.col("_batch_id").isin(merged)).count() if merged else 0
+    if not merged:
+        return 0
+    return tables.read(spark, cfg, catalogue.BRONZE_RATING_EVENTS.name).where(F.col("_batch_id").isin(merged)).count()
 
 
 def _latencies(spark, cfg, written: dict[str, float]) -> list[float]:
     """Per event: commit time of the MERGE that brought its batch − write time of its file."""
     commits = _merge_commits(spark, cfg, cfg["stream.query_name"])
-    per_file = (tables.read(spark, cfg, "bronze.rating_events").groupBy("_source_file", "_batch_id").count().collect())
+    per_file = (tables.read(spark, cfg, catalogue.BRONZE_RATING_EVENTS.name)
+                .groupBy("_source_file", "_batch_id").count().collect())
     out = []
     for r in per_file:
         path = r._source_file.removeprefix("file:")

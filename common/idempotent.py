@@ -52,6 +52,7 @@ def append_once(df: DataFrame, cfg: Config, name: str, txn: Txn) -> None:
     writer = (df.write.format("delta").mode("append").option("mergeSchema", "true")
               .option("txnAppId", txn.app_id).option("txnVersion", txn.version)
               .option("userMetadata", txn.tag))
+    writer = tables.with_declared_layout(writer, name, df.columns)
     loc = tables.location(cfg, name)
     writer.saveAsTable(loc) if cfg["lake.catalog"] else writer.save(loc)
 

@@ -9,11 +9,11 @@ from datetime import date, datetime, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from common import tables, version
+from common import catalogue, tables, version
 from common.config import Config, redact, redact_text
 from common.tables import TableVersion
 
-LEDGER_TABLE = "state.ledger"
+LEDGER_TABLE = catalogue.STATE_LEDGER.name
 
 _TABLE_REF = T.StructType([
     T.StructField("table", T.StringType()),

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 
-from common import idempotent, tables
+from common import catalogue, idempotent, tables
 from common.config import Config
 from common.idempotent import Txn
 
-PROGRESS = "state.stream_progress"
+PROGRESS = catalogue.STATE_STREAM_PROGRESS.name
 _SCHEMA = "stream string, batch_id long, silver_version long, recorded_at timestamp"
 
 

@@ -1,4 +1,5 @@
-"""Logical table names (`silver.ratings`) → Delta locations, and the few ways lakejobs writes them.
+"""Logical table names (`silver.ratings`, declared in common/catalogue.py) → Delta locations, and the
+few ways lakejobs writes them, each with the table's declared partitioning and properties.
 
 Every write here is one Delta commit, so a reader sees the old table or the new one, never a mix.
 """
@@ -13,11 +14,10 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import lake_files, paths
+from common import catalogue, lake_files, paths
+from common.catalogue import LAYERS
 from common.config import Config
-from common.errors import ConfigError
 
-LAYERS = ("bronze", "silver", "gold", "quarantine", "state")
 T = TypeVar("T")
 
 
@@ -32,13 +32,16 @@ class TableVersion:
 
 
 def location(cfg: Config, name: str) -> str:
-    """Where a logical table lives: a path under lake.root, or a catalog name when lake.catalog is set."""
-    layer, sep, table = name.partition(".")
-    if not sep or layer not in LAYERS or not table.replace("_", "").isalnum():
-        raise ConfigError(f"bad table name '{name}': expected <layer>.<table> with layer one of {', '.join(LAYERS)}")
-    catalog = cfg["lake.catalog"]
-    if catalog:
-        return f"{catalog}.{layer}.{table}"
+    """Where a declared table lives: a path under lake.root, or a catalog name when lake.catalog is set.
+    ConfigError for a name common/catalogue.py does not declare."""
+    declared = catalogue.get(name)
+    if cfg["lake.catalog"]:
+        return f"{cfg['lake.catalog']}.{declared.layer}.{declared.table}"
+    return folder(cfg, declared.layer, declared.table)
+
+
+def folder(cfg: Config, layer: str, table: str) -> str:
+    """The folder of <layer>.<table> under lake.root, declared or not (`lakejobs tables` shows either)."""
     return paths.join(lake_root(cfg), layer, table)
 
 
@@ -107,24 +110,30 @@ def current_version(spark: SparkSession, cfg: Config, name: str) -> TableVersion
     return TableVersion(name, location(cfg, name), int(last["version"]))
 
 
-def overwrite(df: DataFrame, cfg: Config, name: str, properties: dict[str, str] | None = None,
-              user_metadata: str | None = None, partition_by: list[str] | None = None) -> TableVersion:
-    """Replace the table's contents (and schema) in one atomic commit; `properties` are Delta table
-    properties, `user_metadata` a note kept in the commit's history, `partition_by` its partition columns."""
+def overwrite(df: DataFrame, cfg: Config, name: str, user_metadata: str | None = None) -> TableVersion:
+    """Replace the table's contents (and schema) in one atomic commit, with its declared partitioning and
+    properties; `user_metadata` is a note kept in the commit's history."""
     if _by_name(cfg):
-        return _overwrite_by_name(df, cfg, name, properties or {}, user_metadata, partition_by or [])
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
+        return _overwrite_by_name(df, cfg, name, user_metadata)
+    writer = with_declared_layout(df.write.format("delta").mode("overwrite").option("overwriteSchema", "true"),
+                                  name, df.columns)
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
-    for key, value in (properties or {}).items():
-        writer = writer.option(key, value)
     return _save(df.sparkSession, writer, cfg, name)
 
 
-def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, properties: dict[str, str],
-                       user_metadata: str | None, partition_by: list[str]) -> TableVersion:
+def with_declared_layout(writer, name: str, columns: list[str]):
+    """A DataFrameWriter of these columns given the table's declared partition columns and Delta
+    properties (the properties take effect when the write creates or overwrites the table)."""
+    declared = catalogue.get(name)
+    if declared.partition_by:
+        writer = writer.partitionBy(*declared.partition_by)
+    for key, value in declared.delta_properties(columns).items():
+        writer = writer.option(key, value)
+    return writer
+
+
+def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, user_metadata: str | None) -> TableVersion:
     """overwrite() of a catalog table: created empty when missing (its version 0, so the data is
     version 1 there), then overwritten in place. Not
     saveAsTable: its create-or-replace runs the query as a nested command, whose observed metrics (a
@@ -132,10 +141,11 @@ def _overwrite_by_name(df: DataFrame, cfg: Config, name: str, properties: dict[s
     spark, loc = df.sparkSession, location(cfg, name)
     before = version_before_write(spark, cfg, name)
     if before is None:
+        declared = catalogue.get(name)
         creator = spark.createDataFrame([], df.schema).writeTo(loc).using("delta")
-        if partition_by:
-            creator = creator.partitionedBy(*partition_by)
-        for key, value in properties.items():
+        if declared.partition_by:
+            creator = creator.partitionedBy(*declared.partition_by)
+        for key, value in declared.delta_properties(df.columns).items():
             creator = creator.tableProperty(key, value)
         creator.create()
         before = 0  # the empty table's commit: the data is the next one
@@ -157,9 +167,12 @@ def replace_where(df: DataFrame, cfg: Config, name: str, predicate: str) -> Tabl
     return _save(spark, df.write.format("delta").mode("overwrite").option("replaceWhere", predicate), cfg, name)
 
 
-def upsert(df: DataFrame, cfg: Config, name: str, keys: list[str]) -> TableVersion:
-    """Update the rows with df's keys and insert the others (MERGE), creating the table on first use."""
-    spark = df.sparkSession
+def upsert(df: DataFrame, cfg: Config, name: str) -> TableVersion:
+    """Update the rows with df's keys (the table's declared key) and insert the others (MERGE), creating
+    the table on first use."""
+    spark, keys = df.sparkSession, catalogue.get(name).key
+    if not keys:
+        raise ValueError(f"{name} declares no key to upsert by (common/catalogue.py)")
 
     def merge() -> TableVersion:
         if not exists(spark, cfg, name):  # created empty, then merged into like any other time
@@ -209,7 +222,7 @@ def _is_conflict(e: Exception) -> bool:
 
 def append(df: DataFrame, cfg: Config, name: str) -> TableVersion:
     """Add rows in one commit; concurrent blind appends do not conflict in Delta."""
-    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    writer = with_declared_layout(df.write.format("delta").mode("append").option("mergeSchema", "true"), name, df.columns)
     return _save(df.sparkSession, writer, cfg, name)
 
 

@@ -7,6 +7,7 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from common import raw_zone, tables
+from common.catalogue import SILVER_MOVIES, SILVER_RATINGS
 from jobs.batch import gold
 from jobs.serving import serving
 from jobs.speed.simulate import events_dir
@@ -17,8 +18,8 @@ STATS = ("movieId", "rating_count", "rating_sum", "rating_mean", "bayes_avg")
 
 def recompute(spark, cfg):
     """gold's movie stats recomputed from all of silver as it is now."""
-    ratings = tables.read(spark, cfg, "silver.ratings")
-    stats = gold.movie_stats(ratings, tables.read(spark, cfg, "silver.movies"), cfg["gold.bayes_min_votes"], None)
+    ratings = tables.read(spark, cfg, SILVER_RATINGS.name)
+    stats = gold.movie_stats(ratings, tables.read(spark, cfg, SILVER_MOVIES.name), cfg["gold.bayes_min_votes"], None)
     return stats.select(*STATS)
 
 
@@ -29,7 +30,7 @@ def assert_serving_equals_recompute(spark, cfg) -> None:
 
 
 def silver_ratings(spark, cfg):
-    return tables.read(spark, cfg, "silver.ratings").select(
+    return tables.read(spark, cfg, SILVER_RATINGS.name).select(
         "userId", "movieId", "rating", F.unix_timestamp("event_time").alias("ts"))
 
 

@@ -13,13 +13,13 @@ from datetime import date, datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
+from common import catalogue, tables
 from common.config import Config
 from common.ledger import RunResult
 
-TABLE = "gold.daily_ratings"
-INPUTS = "state.daily_inputs"
-SOURCE = "silver.ratings"
+TABLE = catalogue.GOLD_DAILY_RATINGS.name
+INPUTS = catalogue.STATE_DAILY_INPUTS.name
+SOURCE = catalogue.SILVER_RATINGS.name
 # The version of how a day is built (daily_ratings below): raise it when that changes, and every day counts
 # as changed, so the next regular run rebuilds them all.
 BUILD = 1
@@ -100,13 +100,12 @@ def changed_days(spark: SparkSession, cfg: Config, inputs_now: DataFrame,
 
 
 def write_days(spark: SparkSession, cfg: Config, ratings: DataFrame, days: list[date]):
-    """Replace exactly these days of gold.daily_ratings in one commit. Partitioned by month, not by day:
-    a day of ratings is kilobytes, and a folder per day would be thousands of tiny files. The predicate
-    names the months too, so that Delta sees which partitions the write touches (a concurrent write to
-    other months does not conflict with it)."""
+    """Replace exactly these days of gold.daily_ratings in one commit. The predicate names the months
+    too (the table is partitioned by month: common/catalogue.py), so that Delta sees which partitions
+    the write touches (a concurrent write to other months does not conflict with it)."""
     rows = daily_ratings(ratings.where(F.col("event_date").isin(days)))
     if not tables.exists(spark, cfg, TABLE):
-        return tables.overwrite(rows, cfg, TABLE, partition_by=["event_month"])
+        return tables.overwrite(rows, cfg, TABLE)
     months = sorted({d.replace(day=1) for d in days})
     predicate = f"event_month IN ({_dates(months)}) AND event_date IN ({_dates(days)})"
     return tables.replace_where(rows, cfg, TABLE, predicate)
@@ -126,7 +125,7 @@ def record_inputs(spark: SparkSession, cfg: Config, inputs_now: DataFrame, days:
                        F.lit(built_at).alias("built_at")))
     if replace:
         return tables.overwrite(rebuilt, cfg, INPUTS)
-    return tables.upsert(rebuilt, cfg, INPUTS, ["event_date"])
+    return tables.upsert(rebuilt, cfg, INPUTS)
 
 
 def _dates(days: list[date]) -> str:

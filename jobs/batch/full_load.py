@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from common import raw_zone, tables
+from common import catalogue, raw_zone, tables
 from common.config import Config
 from common.errors import ReconciliationError, SourceError
 from common.ledger import RunResult
@@ -25,7 +25,7 @@ from common.schemas import SourceSchema, source_schemas
 from jobs.batch import expectations
 from jobs.batch.parsing import LINE, REASON, bad_rows, classify, good_rows
 
-METADATA = ["_source_file", "_snapshot_id", "_ingested_at"]
+METADATA = list(catalogue.INGEST_METADATA)
 HEADER = "_header"
 HEADER_SHOWN = 200  # characters of a wrong header the error shows
 log = logging.getLogger("lakejobs.full_load")
@@ -60,7 +60,8 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
         else:
             classified = classify(raw.lines, schema).where(F.lit(False))
         quarantined = tables.overwrite(bad_rows(classified.withColumns(metadata), name, METADATA,
-                                                schema.dialect.encoding), cfg, f"quarantine.{name}")
+                                                schema.dialect.encoding),
+                                       cfg, catalogue.of_source("quarantine", name).name)
         reconcile(spark, cfg, snapshot, schema, seen, loaded, quarantined)
         result.writes += [loaded, quarantined]
         result.counts |= {f"{name}.input": snapshot.data_rows(schema.file, schema.dialect.header),
@@ -144,15 +145,9 @@ def _load_good(lines: DataFrame, schema: SourceSchema, metadata: dict[str, F.Col
     `headers`, `malformed`, `expect.<rule>`)."""
     seen = Observation()
     checked = counted(lines, schema, cfg, references, seen).where(~F.col(HEADER)).withColumns(metadata)
-    loaded = tables.overwrite(good_rows(checked, schema, METADATA), cfg, f"bronze.{schema.name}",
-                              data_statistics_only(schema))
+    loaded = tables.overwrite(good_rows(checked, schema, METADATA), cfg,
+                              catalogue.of_source("bronze", schema.name).name)
     return loaded, {k: int(v) for k, v in seen.get.items()}
-
-
-def data_statistics_only(schema: SourceSchema) -> dict[str, str]:
-    """Delta keeps min/max statistics on the data columns only: the ingest metadata is one value per
-    load, so statistics on it never skip a file, and computing them cost ~2 s per 10M rows."""
-    return {"delta.dataSkippingStatsColumns": ",".join(c.name for c in schema.columns)}
 
 
 def counted(lines: DataFrame, schema: SourceSchema, cfg: Config, references: dict[str, DataFrame],

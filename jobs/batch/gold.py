@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import tables
+from common import catalogue, tables
 from common.config import Config
 from common.ledger import RunResult
 
@@ -52,7 +52,7 @@ def user_activity(ratings: DataFrame, tags: DataFrame, cutoff: datetime) -> Data
             .withColumn("cutoff_event_time", F.lit(cutoff)))
 
 
-REALTIME = "gold.movie_stats_realtime"
+REALTIME = catalogue.GOLD_MOVIE_STATS_REALTIME.name
 REALTIME_SCHEMA = T.StructType([
     T.StructField("movieId", T.IntegerType()), T.StructField("silver_version", T.LongType()),
     T.StructField("count_delta", T.LongType()), T.StructField("sum_delta", T.DoubleType()),
@@ -60,16 +60,17 @@ REALTIME_SCHEMA = T.StructType([
 
 
 def run(spark: SparkSession, cfg: Config) -> RunResult:
-    reads = {n: tables.current_version(spark, cfg, f"silver.{n}") for n in ("ratings", "movies", "tags")}
+    reads = {n: tables.current_version(spark, cfg, catalogue.of_source("silver", n).name)
+             for n in ("ratings", "movies", "tags")}
     silver = {n: tables.read(spark, cfg, v.name, v.version) for n, v in reads.items()}
     cutoff = silver["ratings"].agg(F.max("event_time")).first()[0]
     previous = _covered_version(spark, cfg)
     stats = movie_stats(silver["ratings"], silver["movies"], cfg["gold.bayes_min_votes"], cutoff) \
         .withColumn("silver_version", F.lit(reads["ratings"].version).cast("long"))
     views = {
-        "gold.movie_stats_batch": stats,
-        "gold.genre_stats": genre_stats(silver["ratings"], silver["movies"], cutoff),
-        "gold.user_activity": user_activity(silver["ratings"], silver["tags"], cutoff),
+        catalogue.GOLD_MOVIE_STATS_BATCH.name: stats,
+        catalogue.GOLD_GENRE_STATS.name: genre_stats(silver["ratings"], silver["movies"], cutoff),
+        catalogue.GOLD_USER_ACTIVITY.name: user_activity(silver["ratings"], silver["tags"], cutoff),
     }
     result = RunResult(reads=list(reads.values()), notes=[f"batch views cover events up to {cutoff}"])
     for name, view in views.items():
@@ -82,9 +83,9 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
 
 def _covered_version(spark: SparkSession, cfg: Config) -> int | None:
     """The silver.ratings version the current batch view was computed from."""
-    if not tables.exists(spark, cfg, "gold.movie_stats_batch"):
+    if not tables.exists(spark, cfg, catalogue.GOLD_MOVIE_STATS_BATCH.name):
         return None
-    batch = tables.read(spark, cfg, "gold.movie_stats_batch")
+    batch = tables.read(spark, cfg, catalogue.GOLD_MOVIE_STATS_BATCH.name)
     return batch.agg(F.max("silver_version")).first()[0] if "silver_version" in batch.columns else None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from common import idempotent, stream_progress, tables
+from common import catalogue, idempotent, stream_progress, tables
 from common.config import Config
 from common.errors import ConfigError, SourceError
 from common.ledger import RunResult
@@ -76,15 +76,13 @@ def all_ratings(batch: DataFrame, events: DataFrame) -> DataFrame:
     return batch.select(*cols).unionByName(events.select(*cols))
 
 
-SILVER = "silver.ratings"
+SILVER = catalogue.SILVER_RATINGS.name
 CONFORM = {"ratings": conform_ratings, "movies": conform_movies, "tags": conform_tags, "links": conform_links}
 # The bronze shape of a source the dataset may lack: its silver table is then conformed from no rows.
 OPTIONAL = {"tags": "userId int, movieId int, tag string, timestamp long",
             "links": "movieId int, imdbId string, tmdbId int"}
-# The speed layer MERGEs into silver.ratings and reads its change feed for the real-time view.
-PROPERTIES = {"ratings": {"delta.enableChangeDataFeed": "true"}}
-EVENTS = "bronze.rating_events"
-MOVIES = "bronze.movies"
+EVENTS = catalogue.BRONZE_RATING_EVENTS.name
+MOVIES = catalogue.BRONZE_MOVIES.name
 
 
 def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
@@ -111,7 +109,7 @@ def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
         elif not complete and mark is not None:
             raise SourceError(
                 f"stream '{name}' logged micro-batch {last} after its last recorded one ({mark.batch_id}), and "
-                f"silver.ratings' history since version {since}, which would tell whether it was merged, has "
+                f"{SILVER}' history since version {since}, which would tell whether it was merged, has "
                 f"expired. Run the stream once (--conf stream.query_name={name}): its replay of the batch "
                 "records it; then recompute")
         elif not complete:  # a lake from before the progress table: its streams merged what they logged
@@ -172,7 +170,7 @@ def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, progress
     slipped = [f"{app_id}:{batch}" for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
                for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if batch > progress.get(app_id, -1)]
     if slipped:
-        raise tables.StaleInput(f"silver.ratings: micro-batches {', '.join(slipped)} were merged after this "
+        raise tables.StaleInput(f"{SILVER}: micro-batches {', '.join(slipped)} were merged after this "
                                 f"recompute read the streams' progress ({idempotent.covers_tag(progress)})")
 
 
@@ -208,10 +206,11 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     flags = declared["movies"].genre_flags
     for name, conform in CONFORM.items():
         if name not in declared:
-            written = tables.overwrite(conform(spark.createDataFrame([], OPTIONAL[name])), cfg, f"silver.{name}")
+            target = catalogue.of_source("silver", name).name
+            written = tables.overwrite(conform(spark.createDataFrame([], OPTIONAL[name])), cfg, target)
             result.writes.append(written)
             result.counts[f"{name}.rows"] = written.rows
-            result.notes.append(f"silver.{name} is empty: raw.dataset '{cfg['raw.dataset']}' declares no {name}")
+            result.notes.append(f"{target} is empty: raw.dataset '{cfg['raw.dataset']}' declares no {name}")
             continue
         if name == "movies":
             conform = lambda bronze: conform_movies(bronze, flags)  # noqa: E731
@@ -222,7 +221,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
             pinned = tables.current_version(spark, cfg, SILVER) \
                 if name == "ratings" and tables.exists(spark, cfg, SILVER) else None
             progress = merged_progress(spark, cfg) if pinned else {}
-            reads = [tables.current_version(spark, cfg, f"bronze.{name}")]
+            reads = [tables.current_version(spark, cfg, catalogue.of_source("bronze", name).name)]
             source, note = tables.read(spark, cfg, reads[0].name, reads[0].version), None
             if name == "ratings" and tables.exists(spark, cfg, EVENTS):
                 reads.append(tables.current_version(spark, cfg, EVENTS))
@@ -233,7 +232,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                 note = idempotent.covers_tag(progress) if progress else None
             elif progress:  # the MERGEd events are in silver, but not in the log they came from
                 held = ", ".join(f"up to {upto} of stream '{stream}'" for stream, upto in sorted(progress.items()))
-                raise SourceError(f"silver.ratings holds micro-batches {held}, but {EVENTS}, their log, is missing: "
+                raise SourceError(f"{SILVER} holds micro-batches {held}, but {EVENTS}, their log, is missing: "
                                   "recomputing silver without it would drop those events. Restore the table")
             if name == "ratings" and drops_unknown_movies(cfg) and tables.exists(spark, cfg, MOVIES):
                 reads.append(tables.current_version(spark, cfg, MOVIES))
@@ -242,7 +241,7 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                                          observed["unknown"])
             if pinned and note:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note=None)
-            written = tables.overwrite(conform(source), cfg, f"silver.{name}", PROPERTIES.get(name), note)
+            written = tables.overwrite(conform(source), cfg, catalogue.of_source("silver", name).name, note)
             if pinned and note:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note)
             if name == "ratings":

@@ -18,7 +18,7 @@ from mlflow.types import ColSpec, Schema
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import paths, tables, tracking
+from common import catalogue, paths, tables, tracking
 from common.config import Config
 from common.errors import SourceError
 from common.ledger import RunResult
@@ -28,7 +28,7 @@ from jobs.ml.recommender import KEYS, split
 from jobs.ml.tuning import Evaluation, best, fit_and_evaluate
 
 log = logging.getLogger("lakejobs.train")
-SILVER = "silver.ratings"
+SILVER = catalogue.SILVER_RATINGS.name
 RATING_MODEL = "rating_model"  # the rating model's artifact path in the ranking model's run
 SIGNATURE = ModelSignature(inputs=Schema([ColSpec("integer", c) for c in KEYS]),
                            outputs=Schema([ColSpec("float", "prediction")]))

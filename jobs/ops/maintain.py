@@ -16,7 +16,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import ledger, paths, tables
+from common import catalogue, ledger, paths, tables
 from common.config import Config
 from common.errors import ConfigError
 from common.hadoop_files import HadoopFiles
@@ -103,7 +103,7 @@ def lake_tables(spark: SparkSession, cfg: Config) -> list[str]:
     if not catalog:
         return tables.known_tables(cfg)
     found = []
-    for layer in tables.LAYERS:
+    for layer in catalogue.LAYERS:
         try:
             found += [f"{layer}.{t.name}" for t in spark.catalog.listTables(f"{catalog}.{layer}")]
         except AnalysisException:  # no such schema yet: nothing of that layer written

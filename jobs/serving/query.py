@@ -12,7 +12,7 @@ from typing import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 
-from common import tables
+from common import catalogue
 from common.config import Config
 from common.errors import QueryError
 
@@ -78,7 +78,7 @@ def read_only(spark: SparkSession, cfg: Config, sql: str, readable: list[str]) -
             name = _table_name(node)
             # With a catalog (Databricks) the lake's tables are the catalog's <layer> schemas; with a
             # folder, the ones serving.register made readable in this session.
-            if name is None or not (name in views or (cfg["lake.catalog"] and name.split(".")[0] in tables.LAYERS)):
+            if name is None or not (name in views or (cfg["lake.catalog"] and name.split(".")[0] in catalogue.LAYERS)):
                 raise QueryError(f"refused: the query reads {name or kind}, which is not a table of the lake")
         _check_functions(node)
     return df
@@ -88,7 +88,7 @@ def _lake_shaped(cfg: Config, parts: list[str]) -> bool:
     """<layer>.<table>, optionally behind the lake's catalog: the only names worth resolving."""
     lowered = [p.lower() for p in parts]
     catalogs = {"spark_catalog", str(cfg["lake.catalog"] or "spark_catalog").lower()}
-    return (len(lowered) == 2 or (len(lowered) == 3 and lowered[0] in catalogs)) and lowered[-2] in tables.LAYERS
+    return (len(lowered) == 2 or (len(lowered) == 3 and lowered[0] in catalogs)) and lowered[-2] in catalogue.LAYERS
 
 
 def _table_name(node) -> str | None:

@@ -14,15 +14,16 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
+from common import catalogue, tables
 from common.config import Config
 
-SERVING = "gold.movie_stats"
-BATCH = "gold.movie_stats_batch"
-REALTIME = "gold.movie_stats_realtime"
-RECOMMENDATIONS = "gold.recommendations"            # the view: what each user is served now
-CANDIDATES = "gold.recommendation_candidates"       # score's table: top_k + ml.candidate_buffer per user
-RATINGS = "silver.ratings"
+SERVING = catalogue.GOLD_MOVIE_STATS.name
+BATCH = catalogue.GOLD_MOVIE_STATS_BATCH.name
+REALTIME = catalogue.GOLD_MOVIE_STATS_REALTIME.name
+MOVIES = catalogue.SILVER_MOVIES.name
+RECOMMENDATIONS = catalogue.GOLD_RECOMMENDATIONS.name  # the view: what each user is served now
+CANDIDATES = catalogue.GOLD_RECOMMENDATION_CANDIDATES.name  # score's table: top_k + ml.candidate_buffer per user
+RATINGS = catalogue.SILVER_RATINGS.name
 _SQL = """
 WITH batch AS (SELECT * FROM {batch}),
      covered AS (SELECT COALESCE(MAX(silver_version), -1) AS v FROM batch),
@@ -60,7 +61,7 @@ def _ref(cfg: Config, name: str) -> str:
 
 
 def serving_sql(cfg: Config) -> str:
-    return _SQL.format(batch=_ref(cfg, BATCH), realtime=_ref(cfg, REALTIME), movies=_ref(cfg, "silver.movies"),
+    return _SQL.format(batch=_ref(cfg, BATCH), realtime=_ref(cfg, REALTIME), movies=_ref(cfg, MOVIES),
                        min_votes=int(cfg["gold.bayes_min_votes"]))
 
 
@@ -80,8 +81,8 @@ def recommendations(spark: SparkSession, cfg: Config) -> DataFrame:
 
 
 def _views(cfg: Config) -> dict[str, tuple[tuple[str, ...], str]]:
-    """Each view: the tables it reads, and its SQL."""
-    return {SERVING: ((BATCH, REALTIME, "silver.movies"), serving_sql(cfg)),
+    """Each view of the catalogue: the tables it reads, and its SQL."""
+    return {SERVING: ((BATCH, REALTIME, MOVIES), serving_sql(cfg)),
             RECOMMENDATIONS: ((CANDIDATES, RATINGS), recommendations_sql(cfg))}
 
 
@@ -93,11 +94,13 @@ def register(spark: SparkSession, cfg: Config) -> list[str]:
     """
     registered = []
     views = _views(cfg)
-    for layer in tables.LAYERS:
+    for layer in catalogue.LAYERS:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
     if not cfg["lake.catalog"]:
         for name in tables.known_tables(cfg):
-            if name in views:  # a lake scored before gold.recommendations became a view holds a stale table there
+            # A lake scored before gold.recommendations became a view holds a stale table there; a folder
+            # the catalogue does not declare is no table of the lake.
+            if name not in catalogue.TABLES or catalogue.TABLES[name].view:
                 continue
             if tables.exists(spark, cfg, name):
                 spark.sql(f"DROP TABLE IF EXISTS {name}")  # an external table: the data stays

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from common import idempotent, lake_files, paths, stream_progress, tables
+from common import catalogue, idempotent, lake_files, paths, stream_progress, tables
 from common.config import Config
 from common.errors import ExpectationError, LakejobsError, SourceError
 from common.idempotent import Txn
@@ -33,10 +33,10 @@ from jobs.batch.silver import conform_ratings, logged_progress
 from jobs.speed.simulate import events_dir
 
 log = logging.getLogger("lakejobs.speed")
-EVENTS = "bronze.rating_events"
-QUARANTINE = "quarantine.rating_events"
-SILVER = "silver.ratings"
-REALTIME = "gold.movie_stats_realtime"
+EVENTS = catalogue.BRONZE_RATING_EVENTS.name
+QUARANTINE = catalogue.QUARANTINE_RATING_EVENTS.name
+SILVER = catalogue.SILVER_RATINGS.name
+REALTIME = catalogue.GOLD_MOVIE_STATS_REALTIME.name
 NEWER = "s.event_time > t.event_time OR (s.event_time = t.event_time AND s.rating > t.rating)"
 
 
@@ -155,7 +155,7 @@ def reference_keys(spark: SparkSession, cfg: Config, schema: SourceSchema) -> di
     keys = {}
     for rule in schema.expectations:
         if rule.reference:
-            table = f"silver.{rule.reference.source}"
+            table = catalogue.of_source("silver", rule.reference.source).name
             if not tables.exists(spark, cfg, table):
                 raise SourceError(f"{table} does not exist, and the events' expectation '{rule.name}' checks against it: "
                                   "run the batch layer (full_load, silver) first")

@@ -8,6 +8,7 @@ import pytest
 from chispa import assert_df_equality
 
 from common import raw_zone, tables
+from common.catalogue import BRONZE_MOVIES, BRONZE_RATINGS, BRONZE_TAGS, QUARANTINE_RATINGS, QUARANTINE_TAGS
 from common.errors import ReconciliationError
 from jobs.batch import full_load
 from jobs.batch.generator import GeneratorSpec, generate
@@ -59,12 +60,12 @@ def test_every_malformed_row_is_quarantined_with_its_reason(spark, cfg, bad_fold
     run_job(spark, cfg, "extract")
     result = run_job(spark, cfg, "full_load")
 
-    quarantined = tables.read(spark, cfg, "quarantine.ratings").select("line_bytes", "reason")
+    quarantined = tables.read(spark, cfg, QUARANTINE_RATINGS.name).select("line_bytes", "reason")
     expected = spark.createDataFrame([(bytearray(line), reason) for line, reason in BAD.items()],
                                      quarantined.schema)
     assert_df_equality(quarantined, expected, ignore_row_order=True, ignore_nullable=True)
 
-    bronze = tables.read(spark, cfg, "bronze.ratings").select("userId", "movieId", "rating", "timestamp")
+    bronze = tables.read(spark, cfg, BRONZE_RATINGS.name).select("userId", "movieId", "rating", "timestamp")
     assert sorted(tuple(r) for r in bronze.collect()) == [(1, 10, 4.0, 1500000000), (2, 20, 3.5, 1500000100)]
     assert result.counts["ratings.input"] == len(GOOD) + len(BAD) == \
         result.counts["ratings.loaded"] + result.counts["ratings.quarantined"]
@@ -74,7 +75,7 @@ def test_quarantine_keeps_the_line_readable_and_names_its_source(spark, cfg, bad
     cfg = cfg.with_overrides({"source.kind": "folder", "source.folder": bad_folder})
     run_job(spark, cfg, "extract")
     run_job(spark, cfg, "full_load")
-    rows = {r.reason: r for r in tables.read(spark, cfg, "quarantine.ratings").collect()}
+    rows = {r.reason: r for r in tables.read(spark, cfg, QUARANTINE_RATINGS.name).collect()}
     undecodable = rows["undecodable bytes: the line is not valid UTF-8"]
     assert undecodable.line == "\ufffd\ufffd10,100,4.0,1500000000"
     assert undecodable.source == "ratings"
@@ -115,10 +116,10 @@ def test_carriage_returns_and_newlines_inside_fields_reconcile(spark, cfg, bad_f
     run_job(spark, cfg, "extract")
     result = run_job(spark, cfg, "full_load")  # failed before: the reader split at the lone CRs
 
-    bronze = tables.read(spark, cfg, "bronze.tags").select("userId", "movieId", "tag", "timestamp")
+    bronze = tables.read(spark, cfg, BRONZE_TAGS.name).select("userId", "movieId", "tag", "timestamp")
     assert sorted(tuple(r) for r in bronze.collect()) == [(1, 10, "funny\rsad", 1500000000),
                                                           (4, 40, "plain", 1500000003)]
-    quarantined = tables.read(spark, cfg, "quarantine.tags").select("line_bytes", "reason")
+    quarantined = tables.read(spark, cfg, QUARANTINE_TAGS.name).select("line_bytes", "reason")
     expected = spark.createDataFrame([(bytearray(line), reason) for line, reason in TAG_LINES.items() if reason],
                                      quarantined.schema)  # the bytes of the line, without its line end
     assert_df_equality(quarantined, expected, ignore_row_order=True, ignore_nullable=True)
@@ -193,14 +194,14 @@ def test_a_load_that_does_not_reconcile_writes_nothing(spark, loaded_then_tamper
     landed_lines = len(GOOD) + len(BAD) + 2  # the header, the lines of bad_folder, one more line
     read = open(landed.file("ratings.csv"), "rb").read().count(b"\n")  # the file ends with one
     assert read != landed_lines
-    before = {t: tables.current_version(spark, cfg, t).version for t in ("bronze.ratings", "quarantine.ratings")}
+    before = {t: tables.current_version(spark, cfg, t).version for t in (BRONZE_RATINGS.name, QUARANTINE_RATINGS.name)}
     with pytest.raises(ReconciliationError) as failed:
         run_job(spark, cfg, "full_load")
     assert str(failed.value) == (f"ratings.csv: {landed_lines:,} lines counted at landing (_SUCCESS.json), "
                                  f"{read:,} read now: the file changed after landing; nothing was loaded. "
                                  f"Land it again: delete {landed.path} and run extract")
     assert {t: tables.current_version(spark, cfg, t).version for t in before} == before
-    assert landed.id not in {r._snapshot_id for r in tables.read(spark, cfg, "bronze.ratings").collect()}
+    assert landed.id not in {r._snapshot_id for r in tables.read(spark, cfg, BRONZE_RATINGS.name).collect()}
 
 
 def test_a_file_changed_during_the_load_leaves_bronze_and_quarantine_as_they_were(spark, cfg, bad_folder, tmp_path,
@@ -215,7 +216,7 @@ def test_a_file_changed_during_the_load_leaves_bronze_and_quarantine_as_they_wer
         if schema.file == "ratings.csv":
             _tamper(landed.file(schema.file), *SPLIT)
     monkeypatch.setattr(full_load, "check_before_writing", check_then_tamper)
-    before = {t: tables.current_version(spark, cfg, t).version for t in ("bronze.ratings", "quarantine.ratings")}
+    before = {t: tables.current_version(spark, cfg, t).version for t in (BRONZE_RATINGS.name, QUARANTINE_RATINGS.name)}
     with pytest.raises(ReconciliationError, match=r"^ratings.csv: .* read now: .*; bronze.ratings restored to v0 "
                                                   r"and quarantine.ratings restored to v0; the file changed"):
         run_job(spark, cfg, "full_load")
@@ -233,7 +234,7 @@ def test_a_file_changed_in_size_after_landing_is_refused_before_anything_is_writ
     with pytest.raises(ReconciliationError, match=r"^movies.csv: \S+ bytes now, \S+ when it landed \(_SUCCESS.json\): "
                                                   r"the file changed after landing; nothing was loaded"):
         run_job(spark, cfg, "full_load")
-    assert not tables.exists(spark, cfg, "bronze.movies")
+    assert not tables.exists(spark, cfg, BRONZE_MOVIES.name)
 
 
 def test_a_reconciliation_failure_is_one_line_from_the_cli_without_a_traceback(loaded_then_tampered):
@@ -265,8 +266,8 @@ def test_a_line_over_max_line_bytes_is_quarantined_whole_with_its_size(spark, cf
     cfg, result = _load_with_a_huge_tag(spark, cfg, bad_folder, huge, {"sources.max_line_bytes": cap} if cap else {})
     cap = cap or cfg["sources.max_line_bytes"]
     assert len(huge) > cap
-    (row,) = tables.read(spark, cfg, "quarantine.tags").collect()
+    (row,) = tables.read(spark, cfg, QUARANTINE_TAGS.name).collect()
     assert row.reason == f"line too long: {len(huge)} bytes, over sources.max_line_bytes ({cap}); not parsed"
     assert bytes(row.line_bytes) == huge  # nothing lost
-    assert sorted(r.tag for r in tables.read(spark, cfg, "bronze.tags").collect()) == ["other", "plain"]
+    assert sorted(r.tag for r in tables.read(spark, cfg, BRONZE_TAGS.name).collect()) == ["other", "plain"]
     assert result.counts["tags.input"] == 3 == result.counts["tags.loaded"] + result.counts["tags.quarantined"]

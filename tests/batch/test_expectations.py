@@ -11,6 +11,9 @@ import yaml
 from chispa import assert_df_equality
 
 from common import tables
+from common.catalogue import (
+    BRONZE_RATINGS, BRONZE_RATING_EVENTS, QUARANTINE_RATINGS, QUARANTINE_RATING_EVENTS, SILVER_MOVIES,
+    SILVER_RATINGS, STATE_LEDGER)
 from common.errors import ConfigError, ExpectationError
 from common.schemas import parse_schemas
 from jobs.batch import full_load
@@ -59,29 +62,29 @@ def test_the_shipped_rule_quarantines_a_rating_of_an_unknown_movie_and_silver_ho
         result = run_job(spark, cfg, job)
         if job == "full_load":
             assert result.counts["ratings.expect.unknown movieId"] == 1
-    quarantined = tables.read(spark, cfg, "quarantine.ratings").select("line", "reason")
+    quarantined = tables.read(spark, cfg, QUARANTINE_RATINGS.name).select("line", "reason")
     assert_df_equality(quarantined, spark.createDataFrame([(f"1,{unknown},4.0,1500000000", "unknown movieId")],
                                                           quarantined.schema), ignore_nullable=True)
-    orphans = tables.read(spark, cfg, "silver.ratings").join(tables.read(spark, cfg, "silver.movies"), "movieId",
+    orphans = tables.read(spark, cfg, SILVER_RATINGS.name).join(tables.read(spark, cfg, SILVER_MOVIES.name), "movieId",
                                                             "left_anti")
     assert orphans.count() == 0
-    assert tables.read(spark, cfg, "silver.ratings").count() == 200
+    assert tables.read(spark, cfg, SILVER_RATINGS.name).count() == 200
 
 
 def test_the_stream_quarantines_an_event_of_an_unknown_movie(spark, cfg, tmp_path):
     cfg = cfg.with_overrides({"stream.holdback_fraction": 0.2, "simulator.events_per_file": 1000})
     for job in ("extract", "full_load", "silver", "gold", "simulate"):
         run_job(spark, cfg, job)
-    known = {r.movieId for r in tables.read(spark, cfg, "silver.movies").select("movieId").collect()}
+    known = {r.movieId for r in tables.read(spark, cfg, SILVER_MOVIES.name).select("movieId").collect()}
     unknown = max(known) + 1
     event = {"userId": 1, "movieId": unknown, "rating": 4.0, "timestamp": 1600000000}
     with open(os.path.join(events_dir(cfg), "extra-unknown-movie.json"), "w") as f:
         f.write(json.dumps(event) + "\n")
     run_job(spark, cfg, "speed")
-    quarantined = tables.read(spark, cfg, "quarantine.rating_events").where("reason = 'unknown movieId'")
+    quarantined = tables.read(spark, cfg, QUARANTINE_RATING_EVENTS.name).where("reason = 'unknown movieId'")
     assert [json.loads(r.line)["movieId"] for r in quarantined.collect()] == [unknown]
-    assert tables.read(spark, cfg, "silver.ratings").where(f"movieId = {unknown}").count() == 0
-    orphans = tables.read(spark, cfg, "silver.ratings").join(tables.read(spark, cfg, "silver.movies"), "movieId",
+    assert tables.read(spark, cfg, SILVER_RATINGS.name).where(f"movieId = {unknown}").count() == 0
+    orphans = tables.read(spark, cfg, SILVER_RATINGS.name).join(tables.read(spark, cfg, SILVER_MOVIES.name), "movieId",
                                                             "left_anti")
     assert orphans.count() == 0
 
@@ -111,15 +114,15 @@ def test_expect_keeps_and_counts_expect_or_drop_quarantines_with_the_rules_name(
                                          b"5,{m},four,1500000000"])
     run_job(spark, cfg, "extract")
     result = run_job(spark, cfg, "full_load")
-    bronze = tables.read(spark, cfg, "bronze.ratings").select("userId", "rating")
+    bronze = tables.read(spark, cfg, BRONZE_RATINGS.name).select("userId", "rating")
     assert sorted(tuple(r) for r in bronze.collect()) == [(1, 4.0), (2, 3.5)]  # 3.5 breaks `expect` only: kept
-    reasons = {r.line.split(",")[0]: r.reason for r in tables.read(spark, cfg, "quarantine.ratings").collect()}
+    reasons = {r.line.split(",")[0]: r.reason for r in tables.read(spark, cfg, QUARANTINE_RATINGS.name).collect()}
     assert reasons == {"3": "after 2000", "4": "unknown movieId",
                        "5": "non-numeric rating: 'four' is not a valid double"}  # declared checks first
     assert {k: v for k, v in result.counts.items() if k.startswith("ratings.expect.")} == {
         "ratings.expect.unknown movieId": 1, "ratings.expect.whole stars": 1, "ratings.expect.after 2000": 1,
         "ratings.expect.no user 13": 0}
-    logged = tables.read(spark, cfg, "state.ledger").where("job = 'full_load'").first().counts
+    logged = tables.read(spark, cfg, STATE_LEDGER.name).where("job = 'full_load'").first().counts
     assert logged["ratings.expect.whole stars"] == 1
     tasks = status.last_runs(status.ledger_runs(spark, cfg), ["extract", "full_load"])
     assert status_text.broken_expectations(tasks) == [
@@ -134,7 +137,7 @@ def test_expect_or_fail_stops_the_load_with_nothing_committed(spark, cfg, tmp_pa
         run_job(spark, cfg, "full_load")
     assert str(failed.value) == ("ratings.csv: 1 rows break expect_or_fail 'no user 13' (userId <> 13); nothing was "
                                  "loaded. Fix the source, or change the rule's policy in conf/schemas.yaml")
-    assert not tables.exists(spark, cfg, "bronze.ratings") and not tables.exists(spark, cfg, "quarantine.ratings")
+    assert not tables.exists(spark, cfg, BRONZE_RATINGS.name) and not tables.exists(spark, cfg, QUARANTINE_RATINGS.name)
 
 
 def test_a_file_over_max_bad_fraction_is_refused_and_the_last_good_load_stays(spark, cfg, tmp_path):
@@ -144,7 +147,7 @@ def test_a_file_over_max_bad_fraction_is_refused_and_the_last_good_load_stays(sp
     cfg = cfg.with_overrides({"source.kind": "folder", "source.folder": str(folder)})
     run_job(spark, cfg, "extract")
     run_job(spark, cfg, "full_load")
-    good = {t: tables.current_version(spark, cfg, t).version for t in ("bronze.ratings", "quarantine.ratings")}
+    good = {t: tables.current_version(spark, cfg, t).version for t in (BRONZE_RATINGS.name, QUARANTINE_RATINGS.name)}
     # The next snapshot: 40 of its 100 rating lines are garbage.
     lines = (folder / "ratings.csv").read_bytes().splitlines()
     (folder / "ratings.csv").write_bytes(b"\n".join(lines + [b"garbage,%d" % i for i in range(40)]) + b"\n")
@@ -193,9 +196,9 @@ def test_an_expect_or_fail_rule_on_the_events_stops_the_stream_with_one_error_an
                                               "expectations": [{"name": "no user 1", "expect_or_fail": "userId <> 1"}]}
     schema = parse_schemas(document, "movielens")["rating_events"]
     monkeypatch.setattr(speed, "stream_schema", lambda dataset, name: schema)
-    before = tables.current_version(spark, cfg, "silver.ratings").version
+    before = tables.current_version(spark, cfg, SILVER_RATINGS.name).version
     with pytest.raises(ExpectationError, match=r"^micro-batch 0: [\d,]+ events break expect_or_fail 'no user 1' "
                                                r"\(userId <> 1\); nothing of it was written, the stream stops here$"):
         run_job(spark, cfg, "speed")
-    assert tables.current_version(spark, cfg, "silver.ratings").version == before
-    assert not tables.exists(spark, cfg, "bronze.rating_events")
+    assert tables.current_version(spark, cfg, SILVER_RATINGS.name).version == before
+    assert not tables.exists(spark, cfg, BRONZE_RATING_EVENTS.name)

@@ -8,6 +8,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from common import tables
+from common.catalogue import (
+    BRONZE_LINKS, BRONZE_MOVIES, BRONZE_RATINGS, BRONZE_TAGS, GOLD_MOVIE_STATS_BATCH, GOLD_USER_ACTIVITY,
+    SILVER_MOVIES, SILVER_RATINGS)
 from jobs.runners.runner import run_job
 from tests.conftest import SHARED_MOVIELENS
 
@@ -23,21 +26,21 @@ def test_ml_latest_small_loads_with_its_published_counts(spark, cfg):
         run_job(spark, cfg, job)
     count = lambda name: tables.read(spark, cfg, name).count()  # noqa: E731
     # The dataset's README: 100836 ratings and 3683 tag applications across 9742 movies, by 610 users.
-    assert count("bronze.ratings") == count("silver.ratings") == 100_836
-    assert count("bronze.movies") == count("silver.movies") == 9_742
-    assert count("bronze.tags") == 3_683
-    assert count("bronze.links") == 9_742
+    assert count(BRONZE_RATINGS.name) == count(SILVER_RATINGS.name) == 100_836
+    assert count(BRONZE_MOVIES.name) == count(SILVER_MOVIES.name) == 9_742
+    assert count(BRONZE_TAGS.name) == 3_683
+    assert count(BRONZE_LINKS.name) == 9_742
     assert sum(count(f"quarantine.{s}") for s in ("ratings", "movies", "tags", "links")) == 0
-    assert tables.read(spark, cfg, "silver.ratings").select("userId").distinct().count() == 610
-    assert count("gold.user_activity") == 610
-    assert count("gold.movie_stats_batch") == 9_724  # distinct movies rated
+    assert tables.read(spark, cfg, SILVER_RATINGS.name).select("userId").distinct().count() == 610
+    assert count(GOLD_USER_ACTIVITY.name) == 610
+    assert count(GOLD_MOVIE_STATS_BATCH.name) == 9_724  # distinct movies rated
 
 
 def test_ml_latest_small_titles_and_genres_are_conformed(spark, cfg):
     cfg = cfg.with_overrides({"source.kind": "folder", "source.folder": ML_SMALL})
     for job in ("extract", "full_load", "silver"):
         run_job(spark, cfg, job)
-    movies = tables.read(spark, cfg, "silver.movies")
+    movies = tables.read(spark, cfg, SILVER_MOVIES.name)
     toy = movies.where("movieId = 1").first()
     assert (toy.title, toy.year, toy.genres) == \
         ("Toy Story", 1995, ["Adventure", "Animation", "Children", "Comedy", "Fantasy"])

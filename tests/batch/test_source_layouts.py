@@ -9,6 +9,9 @@ import pytest
 from dataclasses import replace
 
 from common import tables
+from common.catalogue import (
+    BRONZE_MOVIES, BRONZE_RATINGS, GOLD_USER_ACTIVITY, QUARANTINE_MOVIES, QUARANTINE_RATINGS, SILVER_LINKS,
+    SILVER_MOVIES, SILVER_RATINGS, SILVER_TAGS)
 from common.errors import ConfigError
 from common.schemas import Dialect, parse_schemas, source_schemas
 from jobs.speed import events
@@ -33,14 +36,14 @@ def test_ml_100k_lands_through_conf_only(spark, cfg):
         run_job(spark, cfg, job)
     count = lambda name: tables.read(spark, cfg, name).count()  # noqa: E731
     # ml-100k's README: 100,000 ratings (1-5) from 943 users on 1,682 movies.
-    assert count("bronze.ratings") == count("silver.ratings") == 100_000
-    assert count("bronze.movies") == count("silver.movies") == 1_682
-    assert tables.read(spark, cfg, "silver.ratings").select("userId").distinct().count() == 943
-    assert count("quarantine.ratings") == count("quarantine.movies") == 0
+    assert count(BRONZE_RATINGS.name) == count(SILVER_RATINGS.name) == 100_000
+    assert count(BRONZE_MOVIES.name) == count(SILVER_MOVIES.name) == 1_682
+    assert tables.read(spark, cfg, SILVER_RATINGS.name).select("userId").distinct().count() == 943
+    assert count(QUARANTINE_RATINGS.name) == count(QUARANTINE_MOVIES.name) == 0
     # No tags and no links in this release: empty tables of the usual shape, and gold copes.
-    assert count("silver.tags") == count("silver.links") == 0
-    assert tables.read(spark, cfg, "silver.tags").columns == ["userId", "movieId", "tag", "event_time"]
-    activity = tables.read(spark, cfg, "gold.user_activity")
+    assert count(SILVER_TAGS.name) == count(SILVER_LINKS.name) == 0
+    assert tables.read(spark, cfg, SILVER_TAGS.name).columns == ["userId", "movieId", "tag", "event_time"]
+    activity = tables.read(spark, cfg, GOLD_USER_ACTIVITY.name)
     assert activity.count() == 943 and activity.where("tag_count != 0").count() == 0
 
     # The oracle, in plain Python: u.genre names the 19 flags of u.item, in order; titles are Latin-1.
@@ -52,9 +55,9 @@ def test_ml_100k_lands_through_conf_only(spark, cfg):
             fields = line.rstrip("\n").split("|")
             expected[int(fields[0])] = (fields[1], [g for g, flag in zip(genre_names, fields[5:]) if flag == "1"])
     assert len(genre_names) == 19 and len(expected) == 1_682
-    movies = {r.movieId: r for r in rows(spark, cfg, "silver.movies")}
+    movies = {r.movieId: r for r in rows(spark, cfg, SILVER_MOVIES.name)}
     assert {m: r.genres for m, r in movies.items()} == {m: genres for m, (_, genres) in expected.items()}
-    bronze_titles = {r.movieId: r.title for r in rows(spark, cfg, "bronze.movies")}
+    bronze_titles = {r.movieId: r.title for r in rows(spark, cfg, BRONZE_MOVIES.name)}
     assert bronze_titles == {m: title for m, (title, _) in expected.items()}
     assert (movies[1104].title, movies[1104].year) == ("C'est arrivé près de chez vous", 1992)
 
@@ -124,19 +127,19 @@ def test_a_double_colon_file_of_the_ml_1m_layout(spark, cfg, tmp_path):
     for job in ("extract", "full_load", "silver", "gold"):
         run_job(spark, cfg, job)
 
-    silver = {r.movieId: r for r in rows(spark, cfg, "silver.movies")}
+    silver = {r.movieId: r for r in rows(spark, cfg, SILVER_MOVIES.name)}
     assert (silver[1].title, silver[1].year, silver[1].genres) == ("Café Society", 2016, ["Comedy", "Romance"])
     assert silver[2].title == '"Great Performances" Cats'
     assert sorted(silver) == [1, 2, *range(4, 40)]
-    [bad] = rows(spark, cfg, "quarantine.movies")
+    [bad] = rows(spark, cfg, QUARANTINE_MOVIES.name)
     assert (bad.reason, bad.line, bytes(bad.line_bytes)) == \
         ("wrong column count: 4 fields, expected 3", broken, broken.encode("latin-1"))
     # the ratings of movie 3 (quarantined) are dropped by the shipped expectation, the others loaded
-    assert sorted((r.reason, r.line) for r in rows(spark, cfg, "quarantine.ratings")) == \
+    assert sorted((r.reason, r.line) for r in rows(spark, cfg, QUARANTINE_RATINGS.name)) == \
         [("non-numeric rating: 'x' is not a valid double", "9::1::x::978300000")] + \
         [("unknown movieId", f"{u}::3::{1 + (u + 3) % 5}::{978300000 + u * 100 + 3}") for u in range(1, 5)]
-    assert tables.read(spark, cfg, "silver.ratings").count() == 4 * 38
-    assert tables.read(spark, cfg, "silver.tags").count() == 0
+    assert tables.read(spark, cfg, SILVER_RATINGS.name).count() == 4 * 38
+    assert tables.read(spark, cfg, SILVER_TAGS.name).count() == 0
 
 
 def test_holding_back_a_headerless_double_colon_file(tmp_path):

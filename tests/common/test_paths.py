@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import paths, raw_zone, session, tables, tracking
+from common.catalogue import SILVER_RATINGS
 from common.config import load_config
 from common.errors import ConfigError
 from common.paths import Kind
@@ -123,7 +124,7 @@ def test_s3_without_a_is_the_config_error_it_was():
 def test_table_locations_under_each_root(cwd, root, lake_root):
     cfg = config(root)
     assert tables.lake_root(cfg) == lake_root.format(cwd=cwd)
-    assert tables.location(cfg, "silver.ratings") == lake_root.format(cwd=cwd) + "/silver/ratings"
+    assert tables.location(cfg, SILVER_RATINGS.name) == lake_root.format(cwd=cwd) + "/silver/ratings"
 
 
 @pytest.mark.parametrize("root, landing", [

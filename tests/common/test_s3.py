@@ -14,6 +14,7 @@ import pytest
 from chispa import assert_df_equality
 
 from common import raw_zone, s3, tables, tracking
+from common.catalogue import QUARANTINE_RATINGS, SILVER_LINKS, SILVER_MOVIES, SILVER_RATINGS, SILVER_TAGS, STATE_LEDGER
 from common.local import s3_server, servers
 from common.config import REDACTED, load_config
 from common.errors import SensorTimeout, SourceError
@@ -25,7 +26,7 @@ ACCESS_KEY = "lakejobs-test-access"
 SECRET_KEY = f"lakejobs-test-secret-{uuid.uuid4().hex}"
 BUCKET = f"lakejobs-test-{uuid.uuid4().hex[:8]}"  # a new name per run: hadoop-aws caches a filesystem per bucket
 BATCH = ["extract", "full_load", "silver"]
-SILVER = ["silver.ratings", "silver.movies", "silver.tags", "silver.links"]
+SILVER = [SILVER_RATINGS.name, SILVER_MOVIES.name, SILVER_TAGS.name, SILVER_LINKS.name]
 MALFORMED = ["7,notanumber,4.0,1500000000", "8,12,9.5,1500000000", "9,13,3.0"]
 
 
@@ -136,9 +137,9 @@ def test_full_load_and_silver_on_s3_equal_the_local_folder_run(spark, runs):
     assert all(t.location.startswith(f"s3a://{BUCKET}/lake/") for t in s3_results["silver"].writes)
     written = [{t.name: t.rows for t in results["silver"].writes} for results in (s3_results, local_results)]
     assert written[0] == written[1] and set(written[0]) == set(SILVER) and all(written[0].values())
-    assert_df_equality(tables.read(spark, on_s3, "silver.ratings"), tables.read(spark, local, "silver.ratings"),
+    assert_df_equality(tables.read(spark, on_s3, SILVER_RATINGS.name), tables.read(spark, local, SILVER_RATINGS.name),
                        ignore_row_order=True, ignore_nullable=True)
-    assert tables.read(spark, on_s3, "quarantine.ratings").count() == len(MALFORMED)
+    assert tables.read(spark, on_s3, QUARANTINE_RATINGS.name).count() == len(MALFORMED)
 
 
 def test_rerunning_the_extract_uploads_nothing(spark, runs):
@@ -207,7 +208,8 @@ def test_the_secret_key_is_in_no_log_ledger_row_or_mlflow_param(spark, endpoint,
     train = runs["s3"][1]["train"]
     assert any("botocore" in line for line in runs["log"])  # the log capture saw S3 traffic at DEBUG
     assert not [line for line in runs["log"] if SECRET_KEY in line]
-    ledger = [json.dumps(r.asDict(recursive=True), default=str) for r in tables.read(spark, on_s3, "state.ledger").collect()]
+    ledger = [json.dumps(r.asDict(recursive=True), default=str)
+              for r in tables.read(spark, on_s3, STATE_LEDGER.name).collect()]
     assert {json.loads(row)["job"] for row in ledger} >= {*BATCH, "train"}
     params = [json.loads(json.loads(row)["params"]) for row in ledger]
     assert [p["spark.conf"]["spark.hadoop.fs.s3a.secret.key"] for p in params if "spark.hadoop.fs.s3a.secret.key"

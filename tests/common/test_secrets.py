@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 from common import lake_files, paths, raw_zone, tables
+from common.catalogue import STATE_LEDGER
 from common.config import REDACTED, load_config, redact, redact_text
 from common.errors import SourceError
 from jobs.batch import sources
@@ -102,7 +103,7 @@ def test_a_presigned_source_url_reaches_neither_the_ledger_nor_the_snapshot_mark
     snapshot = raw_zone.find(cfg)
     marker = lake_files.read_text(cfg, paths.join(snapshot.path, raw_zone.MARKER))
     assert json.loads(marker)["source"] == f"url {url.split('?')[0]}?{REDACTED}"
-    (row,) = tables.read(spark, cfg, "state.ledger").collect()
+    (row,) = tables.read(spark, cfg, STATE_LEDGER.name).collect()
     assert row.status == "succeeded"
     assert json.loads(row.params)["source.url"] == f"{url.split('?')[0]}?{REDACTED}"
     assert SIGNATURE not in marker and SIGNATURE not in json.dumps(row.asDict(recursive=True), default=str)
@@ -199,5 +200,5 @@ def test_a_failed_runs_error_is_recorded_without_a_urls_signature(spark, cfg):
     url = f"https://bucket.example/ml.zip?X-Amz-Signature={SIGNATURE}"
     record(spark, cfg, RunRecord(job="extract", env="test", params={}), None, "failed",
            f"OSError: cannot open {url}")
-    (row,) = tables.read(spark, cfg, "state.ledger").collect()
+    (row,) = tables.read(spark, cfg, STATE_LEDGER.name).collect()
     assert row.error == f"OSError: cannot open https://bucket.example/ml.zip?{REDACTED}"

@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from common import tables, tracking
+from common.catalogue import SILVER_MOVIES, SILVER_RATINGS
 from common.local import mlflow_server, servers
 from common.config import load_config
 from common.errors import ConfigError, SourceError, TrackingError
@@ -93,7 +94,7 @@ def gate_tags(cfg, version: int) -> dict:
 
 
 def held_out(spark, cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    train, test = split(tables.read(spark, cfg, "silver.ratings"), cfg["ml.test_fraction"], cfg["ml.seed"])
+    train, test = split(tables.read(spark, cfg, SILVER_RATINGS.name), cfg["ml.test_fraction"], cfg["ml.seed"])
     return train.toPandas(), test.toPandas()
 
 
@@ -104,7 +105,7 @@ def rmse_by_numpy(spark, cfg, version: int) -> float:
 
     client = tracking.connect(cfg)
     model = mlflow.spark.load_model(client.get_model_version(cfg["ml.model_name"], str(version)).tags["rating_model"])
-    _, test = split(tables.read(spark, cfg, "silver.ratings"), cfg["ml.test_fraction"], cfg["ml.seed"])
+    _, test = split(tables.read(spark, cfg, SILVER_RATINGS.name), cfg["ml.test_fraction"], cfg["ml.seed"])
     scored = model.transform(test).toPandas().dropna()
     return float(np.sqrt(np.mean((scored.prediction - scored.rating) ** 2)))
 
@@ -250,7 +251,7 @@ def test_scoring_gives_every_user_k_unrated_movies_and_cold_users_the_fallback(s
         run_job(spark, lake.with_overrides(BETTER), "train")
     # A user the model has never seen arrives through the speed layer after training.
     # It rates a movie of the catalogue (a rating of an unknown movie is quarantined, conf/schemas.yaml).
-    movie = tables.read(spark, lake, "silver.movies").agg({"movieId": "min"}).first()[0]
+    movie = tables.read(spark, lake, SILVER_MOVIES.name).agg({"movieId": "min"}).first()[0]
     os.makedirs(events_dir(lake), exist_ok=True)
     with open(os.path.join(events_dir(lake), "events-new-user.json"), "w") as f:
         f.write(json.dumps({"userId": 990001, "movieId": movie, "rating": 4.0, "timestamp": 1700000000}) + "\n")
@@ -261,13 +262,13 @@ def test_scoring_gives_every_user_k_unrated_movies_and_cold_users_the_fallback(s
     recs = serving.recommendations(spark, lake).toPandas()  # the served view, right after scoring
     assert list(recs.columns) == ["userId", "rank", "movieId", "score", "source", "model_name", "model_version",
                                   "silver_version", "scored_at"]
-    rated = tables.read(spark, lake, "silver.ratings").select("userId", "movieId").toPandas()
+    rated = tables.read(spark, lake, SILVER_RATINGS.name).select("userId", "movieId").toPandas()
     assert set(recs.userId) == set(rated.userId)
     per_user = recs.groupby("userId").agg(n=("rank", "size"), ranks=("rank", lambda r: sorted(r)))
     assert (per_user.n == k).all() and all(r == list(range(1, k + 1)) for r in per_user.ranks)
     assert recs.merge(rated, on=["userId", "movieId"]).empty  # nothing already rated
     assert set(recs.model_version) == {champion_version(lake)}
-    assert set(recs.silver_version) == {tables.current_version(spark, lake, "silver.ratings").version}
+    assert set(recs.silver_version) == {tables.current_version(spark, lake, SILVER_RATINGS.name).version}
 
     # Oracle for the cold user: the serving view's top movies by Bayesian average, minus what they rated.
     stats = serving.movie_stats(spark, lake).toPandas().sort_values(["bayes_avg", "movieId"], ascending=[False, True])
@@ -290,7 +291,7 @@ def test_the_registry_flow_against_a_real_mlflow_server(spark, lake, tmp_path):
         versions = client.search_model_versions("name='movielens_als_on_server'")
         assert sorted(int(v.version) for v in versions) == [1, 2]
         run = client.get_run(versions[0].run_id)
-        assert run.data.tags["data.version"] == str(tables.current_version(spark, cfg, "silver.ratings").version)
+        assert run.data.tags["data.version"] == str(tables.current_version(spark, cfg, SILVER_RATINGS.name).version)
         assert {"rating_rmse", "bias_rmse", "ranking_ndcg_at_k", "popularity_ndcg_at_k", "bias_precision_at_k"} \
             <= set(run.data.metrics)
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

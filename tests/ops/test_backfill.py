@@ -12,6 +12,7 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from common import ledger, tables
+from common.catalogue import SILVER_RATINGS
 from common.config import load_config
 from common.errors import ConfigError
 from jobs.ops import backfill
@@ -40,7 +41,7 @@ def cfg(built, tmp_path):
 
 def oracle(spark, cfg, first: date | None = None, last: date | None = None):
     """The daily figures computed with pandas from silver.ratings: the day from the epoch seconds in UTC."""
-    rows = tables.read(spark, cfg, "silver.ratings").select(
+    rows = tables.read(spark, cfg, SILVER_RATINGS.name).select(
         "movieId", "rating", F.unix_timestamp("event_time").alias("seconds")).toPandas()
     rows["event_date"] = pd.to_datetime(rows["seconds"], unit="s", utc=True).dt.date
     if first is not None:
@@ -58,7 +59,7 @@ def gold(spark, cfg):
 
 def days_with_data(spark, cfg, n: int) -> list[date]:
     """The first n days on which silver.ratings has ratings."""
-    rows = (tables.read(spark, cfg, "silver.ratings").select(F.to_date("event_time").alias("d")).distinct()
+    rows = (tables.read(spark, cfg, SILVER_RATINGS.name).select(F.to_date("event_time").alias("d")).distinct()
             .orderBy("d").limit(n).collect())
     return [r.d for r in rows]
 
@@ -141,13 +142,13 @@ def test_the_regular_run_rebuilds_the_days_a_late_rating_changed(spark, cfg):
     # A late rating lands in an old day (as the stream merges one), and a re-rating changes another (to a
     # different value: 5.5 - r never equals r on MovieLens' half-star scale).
     old_day, other_day = days_with_data(spark, cfg, 2)
-    ratings = tables.read(spark, cfg, "silver.ratings")
+    ratings = tables.read(spark, cfg, SILVER_RATINGS.name)
     known = ratings.where(F.to_date("event_time") == other_day).limit(1).collect()[0]
     noon = datetime.combine(old_day, time(12), tzinfo=timezone.utc)
     late = spark.createDataFrame([(99_999, int(known.movieId), 4.5, noon)],
                                  ratings.select("userId", "movieId", "rating", "event_time").schema)
-    tables.append(late, cfg, "silver.ratings")
-    (tables.delta_table(spark, cfg, "silver.ratings").update(
+    tables.append(late, cfg, SILVER_RATINGS.name)
+    (tables.delta_table(spark, cfg, SILVER_RATINGS.name).update(
         f"userId = {known.userId} AND movieId = {known.movieId}", {"rating": F.lit(5.5 - known.rating)}))
 
     again = run_job(spark, cfg, "daily")

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from common import tables
+from common.catalogue import STATE_LEDGER
 from common.config import load_config
 from jobs.runners.runner import run_job
 from tests.conftest import LAKEJOBS
@@ -50,7 +51,7 @@ def test_a_signal_mid_job_leaves_an_interrupted_ledger_row(spark, batch_lake, si
     assert status == 128 + sig, stderr[-3000:]
     assert f"lakejobs: interrupted by {name}" in stderr
     assert "Traceback" not in stderr, stderr[-3000:]
-    rows = tables.read(spark, cfg, "state.ledger").where("job = 'speed'").collect()
+    rows = tables.read(spark, cfg, STATE_LEDGER.name).where("job = 'speed'").collect()
     mine = [r for r in rows if f"interrupt_{name.lower()}" in r.params]
     assert len(mine) == 1, rows
     (row,) = mine

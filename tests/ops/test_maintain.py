@@ -12,6 +12,8 @@ import pytest
 from chispa import assert_df_equality
 
 from common import tables
+from common.catalogue import (
+    BRONZE_RATING_EVENTS, GOLD_MOVIE_STATS_REALTIME, QUARANTINE_RATING_EVENTS, SILVER_RATINGS, STATE_LEDGER)
 from common.errors import ConfigError
 from jobs.runners.runner import run_job
 from jobs.speed.simulate import events_dir
@@ -24,7 +26,7 @@ from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equ
 STREAM = {"stream.holdback_fraction": 0.3, "simulator.events_per_file": 100, "simulator.max_events": 1500,
           "simulator.rerating_rate": 0.2, "simulator.duplicate_rate": 0.1, "stream.max_files_per_trigger": 1}
 # The tables the stream writes (maintain on every table of the lake takes minutes on a busy machine).
-STREAM_TABLES = ["bronze.rating_events", "quarantine.rating_events", "silver.ratings", "gold.movie_stats_realtime"]
+STREAM_TABLES = [t.name for t in (BRONZE_RATING_EVENTS, QUARANTINE_RATING_EVENTS, SILVER_RATINGS, GOLD_MOVIE_STATS_REALTIME)]
 # Maintain runs beside the stream, each after a new micro-batch committed: back to back they starve the
 # stream of the 2 cores (a CI run merged fewer than 15 batches in 10 min).
 MAINTAIN_RUNS = 3
@@ -84,7 +86,7 @@ def test_maintain_beside_the_running_stream_compacts_and_the_serving_view_stays_
         live = tables.delta_table(spark, cfg, name).detail().first()["numFiles"]
         assert live < files, f"{name} has {live} live files after maintain"
     # The ledger has the file counts of every maintain run.
-    logged = (tables.read(spark, cfg, "state.ledger").where("job = 'maintain' AND status = 'succeeded'")
+    logged = (tables.read(spark, cfg, STATE_LEDGER.name).where("job = 'maintain' AND status = 'succeeded'")
               .selectExpr("counts['files.live_before'] AS before", "counts['files.live_after'] AS after"))
     assert_df_equality(logged, spark.createDataFrame(
         [(r.counts["files.live_before"], r.counts["files.live_after"]) for _, r in runs] +
@@ -133,7 +135,7 @@ def test_a_retention_below_what_an_unfinished_micro_batch_needs_is_refused(spark
 def test_a_short_retention_allowed_knowingly_deletes_old_files_and_keeps_the_data(spark, lake_copy):
     shutil.rmtree(os.path.join(lake_copy["lake.root"], "state", "checkpoints"))  # no stream here any more
     run_job(spark, lake_copy, "silver")  # an overwrite: the files of the version before are kept until VACUUM
-    before = {n: tables.read(spark, lake_copy, n).collect() for n in ("silver.ratings", "gold.movie_stats_realtime")}
+    before = {t.name: tables.read(spark, lake_copy, t.name).collect() for t in (SILVER_RATINGS, GOLD_MOVIE_STATS_REALTIME)}
     done = run_job(spark, lake_copy.with_overrides({"maintain.allow_short_retention": True, "maintain.retention_h": 0}),
                    "maintain")
     assert done.counts["files.stored_after"] < done.counts["files.stored_before"]

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from common import tables, tracking
+from common.catalogue import GOLD_MOVIE_STATS_BATCH, STATE_LEDGER
 from common.errors import SensorTimeout, UnknownJobError
 from jobs.runners import pipeline
 from jobs.ops import status, status_text
@@ -49,7 +50,7 @@ def test_status_json_reports_what_the_ledger_tables_stream_and_registry_hold(spa
     report = json.loads(done.stdout)
     assert report["problems"] == []
     # Tasks: one per pipeline task, each with its newest ledger row.
-    ledger = tables.read(spark, lake, "state.ledger")
+    ledger = tables.read(spark, lake, STATE_LEDGER.name)
     newest = {r.job: r for r in ledger.orderBy("started_at").collect()}
     assert [t["task"] for t in report["tasks"]] == list(pipeline.load_tasks())
     for task in report["tasks"]:
@@ -107,7 +108,7 @@ def test_status_exits_1_naming_a_task_whose_last_run_failed(spark, lake):
 
 
 def test_status_exits_1_naming_a_stale_table(spark, lake, capsys):
-    strict = lake.with_overrides({"status.max_age_h": 1e-6, "status.fresh_tables": ["gold.movie_stats_batch"]})
+    strict = lake.with_overrides({"status.max_age_h": 1e-6, "status.fresh_tables": [GOLD_MOVIE_STATS_BATCH.name]})
     assert status_text.command(spark, strict, args("status")) == 1
     problems = capsys.readouterr().out.split("PROBLEMS:\n")[1].splitlines()
     assert len(problems) == 1 and problems[0].startswith("  table gold.movie_stats_batch: last written ")
@@ -119,7 +120,7 @@ def test_status_exits_1_naming_a_stale_table(spark, lake, capsys):
 
 def test_history_lists_a_tasks_runs_newest_first(spark, lake, capsys):
     run_job(spark, lake, "gold")
-    ledger = tables.read(spark, lake, "state.ledger")
+    ledger = tables.read(spark, lake, STATE_LEDGER.name)
     expected = [r.run_id for r in ledger.where("job = 'gold'").orderBy(F.col("started_at").desc()).collect()]
     assert len(expected) == 2
     assert status_text.command(spark, lake, args("history", task="gold", limit=5, json=True)) == 0

@@ -5,6 +5,7 @@ import os
 import subprocess
 
 from common import __version__, raw_zone, tables
+from common.catalogue import BRONZE_RATINGS, STATE_LEDGER
 from jobs.runners.registry import JOBS
 from jobs.runners.runner import run_job
 from tests.conftest import LAKEJOBS, REPO
@@ -56,8 +57,8 @@ def test_a_job_runs_through_spark_submit_from_the_packaged_zip(spark, cfg, tmp_p
     assert started and started[0].endswith(f"from {dist}/lakejobs-{__version__}.zip)"), started  # not the checkout
     assert "[full_load] wrote bronze.ratings" in done.stdout
     landed = raw_zone.find(cfg).data_rows("ratings.csv")
-    assert tables.read(spark, cfg, "bronze.ratings").count() == landed
-    (row,) = tables.read(spark, cfg, "state.ledger").where("job = 'full_load'").collect()
+    assert tables.read(spark, cfg, BRONZE_RATINGS.name).count() == landed
+    (row,) = tables.read(spark, cfg, STATE_LEDGER.name).where("job = 'full_load'").collect()
     assert row.status == "succeeded"
 
 

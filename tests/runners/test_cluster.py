@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from common import tables, tracking
+from common.catalogue import STATE_LEDGER
 from common.local import spark_cluster, servers
 from common.config import Config, load_config
 from jobs.runners.runner import run_job
@@ -122,7 +123,7 @@ def test_full_load_runs_on_both_workers_and_equals_the_local_run(spark, cluster,
     for name in [f"{layer}.{source}" for source in BRONZE for layer in ("bronze", "quarantine")]:
         assert_df_equality(comparable(spark, cfg, name), comparable(spark, reference, name),
                            ignore_row_order=True, ignore_nullable=True)
-    (run,) = tables.read(spark, cfg, "state.ledger").collect()
+    (run,) = tables.read(spark, cfg, STATE_LEDGER.name).collect()
     assert (run.job, run.status, run.lakejobs_version) == ("full_load", "succeeded", packaged_version(tmp_path / "dist"))
 
 

@@ -12,6 +12,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from common import raw_zone
+from common.catalogue import (
+    BRONZE_RATINGS, BRONZE_RATING_EVENTS, GOLD_RECOMMENDATION_CANDIDATES, QUARANTINE_RATINGS, SILVER_RATINGS,
+    STATE_LEDGER)
 from common.config import load_config
 from jobs.runners.pipeline import load_tasks
 from tests.conftest import LAKEJOBS
@@ -51,16 +54,16 @@ def test_the_databricks_overlay_runs_the_whole_pipeline(spark, tmp_path):
         layer, t = name.split(".")
         return spark.read.format("delta").load(str(warehouse / f"{layer}.db" / t))
 
-    ledger = table("state.ledger").collect()
+    ledger = table(STATE_LEDGER.name).collect()
     assert sorted(r.job for r in ledger) == sorted(load_tasks()) and {r.status for r in ledger} == {"succeeded"}
     assert {r.env for r in ledger} == {"databricks"}
     landed = snapshot.data_rows("ratings.csv")
-    assert table("bronze.ratings").count() + table("quarantine.ratings").count() == landed
-    events = table("bronze.rating_events")
+    assert table(BRONZE_RATINGS.name).count() + table(QUARANTINE_RATINGS.name).count() == landed
+    events = table(BRONZE_RATING_EVENTS.name)
     assert events.count() == snapshot.data_rows("ratings_holdback.csv")  # the speed layer took every held-back event
-    keys = table("bronze.ratings").select("userId", "movieId").union(events.select("userId", "movieId")).distinct()
-    assert table("silver.ratings").count() == keys.count()  # latest per key over the batch and the stream
-    assert table("gold.recommendation_candidates").count() > 0
+    keys = table(BRONZE_RATINGS.name).select("userId", "movieId").union(events.select("userId", "movieId")).distinct()
+    assert table(SILVER_RATINGS.name).count() == keys.count()  # latest per key over the batch and the stream
+    assert table(GOLD_RECOMMENDATION_CANDIDATES.name).count() > 0
     # The model is in the embedded registry, under the overlay's three-part name.
     store = f"sqlite:///{root}/state/mlflow/mlflow.db"
     model = MlflowClient(tracking_uri=store, registry_uri=store).get_registered_model(overlay["ml.model_name"])

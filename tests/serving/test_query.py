@@ -13,6 +13,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from common import tables
+from common.catalogue import (
+    GOLD_MOVIE_STATS, GOLD_MOVIE_STATS_BATCH, GOLD_MOVIE_STATS_REALTIME, SILVER_MOVIES, SILVER_RATINGS)
 from common.config import load_config
 from common.errors import QueryError
 from jobs.runners import cli
@@ -27,14 +29,14 @@ def lake_cfg(spark, tmp_path_factory):
     """One small lake for the module: every test leaves it as it was, or fails."""
     cfg = load_config("test", [f"lake.root={tmp_path_factory.mktemp('query') / 'lake'}"])
     tables.overwrite(spark.createDataFrame(RATINGS, "userId int, movieId int, rating double, timestamp long"),
-                     cfg, "silver.ratings")
-    tables.overwrite(spark.createDataFrame(MOVIES, "movieId int, title string, year int"), cfg, "silver.movies")
+                     cfg, SILVER_RATINGS.name)
+    tables.overwrite(spark.createDataFrame(MOVIES, "movieId int, title string, year int"), cfg, SILVER_MOVIES.name)
     tables.overwrite(spark.createDataFrame([(10, 2, 9.0, 0), (20, 1, 3.0, 0)],
                                            "movieId int, rating_count long, rating_sum double, silver_version long"),
-                     cfg, "gold.movie_stats_batch")
+                     cfg, GOLD_MOVIE_STATS_BATCH.name)
     tables.overwrite(spark.createDataFrame([(30, 1, 2.0, 1)],
                                            "movieId int, count_delta long, sum_delta double, silver_version long"),
-                     cfg, "gold.movie_stats_realtime")
+                     cfg, GOLD_MOVIE_STATS_REALTIME.name)
     serving.register(spark, cfg)  # what `lakejobs query` does first: the state compared is the one after it
     spark.sql("CREATE TABLE IF NOT EXISTS default.outside (x INT) USING parquet")  # a table the lake does not own
     return cfg
@@ -105,7 +107,7 @@ def test_a_script_transform_runs_no_shell(spark, lake_cfg, tmp_path, capsys):
 
 def test_the_delta_path_of_a_lake_table_is_refused(spark, lake_cfg, capsys):
     # The lake's own files, by path, bypass the table names: only names are allowed.
-    path = tables.location(lake_cfg, "silver.ratings")
+    path = tables.location(lake_cfg, SILVER_RATINGS.name)
     assert query(lake_cfg, f"SELECT * FROM delta.`{path}`") == 2
     assert f"refused: delta.{path} is not a table of the lake" in capsys.readouterr().err
 
@@ -151,7 +153,7 @@ def test_with_a_catalog_the_lake_is_its_layer_schemas(spark, lake_cfg):
     from jobs.serving import query as read_only_query
 
     in_catalog = lake_cfg.with_overrides({"lake.catalog": "spark_catalog"})
-    views = ["gold.movie_stats"]
+    views = [GOLD_MOVIE_STATS.name]
     got = read_only_query.read_only(spark, in_catalog, "SELECT COUNT(*) AS n FROM spark_catalog.silver.ratings", views)
     assert got.collect()[0].n == len(RATINGS)
     assert read_only_query.read_only(spark, in_catalog, "SELECT * FROM gold.movie_stats", views).count() == 3

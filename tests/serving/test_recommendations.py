@@ -13,6 +13,7 @@ import pytest
 from chispa import assert_df_equality
 
 from common import tables
+from common.catalogue import SILVER_RATINGS
 from common.config import load_config
 from common.errors import ConfigError
 from jobs.serving import serving
@@ -33,7 +34,8 @@ def lake(spark, tmp_path_factory):
 
 
 def rated_pairs(spark, cfg) -> set[tuple[int, int]]:
-    return {(r.userId, r.movieId) for r in tables.read(spark, cfg, "silver.ratings").select("userId", "movieId").collect()}
+    rows = tables.read(spark, cfg, SILVER_RATINGS.name).select("userId", "movieId").collect()
+    return {(r.userId, r.movieId) for r in rows}
 
 
 def served_by_oracle(candidates: list, rated: set[tuple[int, int]], k: int) -> list[tuple]:
@@ -117,7 +119,7 @@ def test_with_no_champion_score_serves_the_popularity_list_and_says_so(spark, la
 
     # Oracle: the movies with at least ml.min_item_ratings ratings, most rated first (ties by movieId),
     # per user the first ones they have not rated.
-    ratings = tables.read(spark, cfg, "silver.ratings").select("userId", "movieId").collect()
+    ratings = tables.read(spark, cfg, SILVER_RATINGS.name).select("userId", "movieId").collect()
     rated = {(r.userId, r.movieId) for r in ratings}
     counts = Counter(r.movieId for r in ratings)
     chart = sorted((m for m, n in counts.items() if n >= cfg["ml.min_item_ratings"]), key=lambda m: (-counts[m], m))

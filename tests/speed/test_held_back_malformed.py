@@ -9,6 +9,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from common import raw_zone, tables
+from common.catalogue import BRONZE_RATINGS, BRONZE_RATING_EVENTS, QUARANTINE_RATINGS, QUARANTINE_RATING_EVENTS
 from jobs.batch.generator import GeneratorSpec, generate
 from jobs.runners.runner import run_job
 from jobs.batch.silver import merged_progress
@@ -47,19 +48,19 @@ def test_malformed_held_back_lines_are_quarantined_by_the_stream_and_every_line_
     for job in ("extract", "full_load", "silver", "gold", "simulate", "speed"):
         run_job(spark, cfg, job)
 
-    stream_quarantine = tables.read(spark, cfg, "quarantine.rating_events")
+    stream_quarantine = tables.read(spark, cfg, QUARANTINE_RATING_EVENTS.name)
     assert_df_equality(stream_quarantine.select("reason"),
                        spark.createDataFrame([(r,) for r in NEWEST.values()], "reason string"),
                        ignore_row_order=True, ignore_nullable=True)
     undecodable = stream_quarantine.where(F.col("reason").startswith("undecodable")).first()
     assert bytes(undecodable.line_bytes) == b"\xff\xfe10,100,4.0,1700000008"  # the source's bytes, unchanged
-    batch_quarantine = tables.read(spark, cfg, "quarantine.ratings").select("line_bytes")
+    batch_quarantine = tables.read(spark, cfg, QUARANTINE_RATINGS.name).select("line_bytes")
     assert sorted(bytes(r.line_bytes) for r in batch_quarantine.collect()) == sorted(OLD_BAD)
 
-    logged = tables.read(spark, cfg, "bronze.rating_events")
+    logged = tables.read(spark, cfg, BRONZE_RATING_EVENTS.name)
     assert merged_progress(spark, cfg) == {cfg["stream.query_name"]: logged.agg(F.max("_batch_id")).first()[0]}
     assert logged.where("userId = 7 AND movieId = 70 AND rating = 4.5").count() == 1
-    counts = [tables.read(spark, cfg, "bronze.ratings").count(), batch_quarantine.count(),
+    counts = [tables.read(spark, cfg, BRONZE_RATINGS.name).count(), batch_quarantine.count(),
               logged.count(), stream_quarantine.count()]
     assert sum(counts) == len(lines), f"bronze, quarantine, event log, stream quarantine: {counts}"
     batch_file = open(raw_zone.find(cfg).file("ratings.csv"), "rb").read().split(b"\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import raw_zone, tables
+from common.catalogue import BRONZE_RATING_EVENTS, QUARANTINE_RATING_EVENTS
 from common.local import kafka_broker
 from jobs.speed.events import Faults, read_held_back, replay_lines
 from jobs.batch.extract import HOLDBACK_FILE
@@ -38,8 +39,8 @@ def test_events_published_to_kafka_are_merged_exactly_once(spark, cfg, broker):
     faults = Faults(**{k: cfg[f"simulator.{k}"] for k in Faults.__dataclass_fields__})
     lines = replay_lines(rows, faults, cfg["simulator.seed"])[:500]
     assert_silver_equals_oracle(spark, cfg, lines)
-    logged = tables.read(spark, cfg, "bronze.rating_events")
-    quarantined = tables.read(spark, cfg, "quarantine.rating_events")
+    logged = tables.read(spark, cfg, BRONZE_RATING_EVENTS.name)
+    quarantined = tables.read(spark, cfg, QUARANTINE_RATING_EVENTS.name)
     assert logged.count() + quarantined.count() == 500
     assert logged.where(~logged._source_file.startswith("rating-events-e2e:0:")).count() == 0
     assert run_job(spark, cfg, "speed").counts["events"] == 0  # a rerun finds nothing new in the topic

@@ -10,6 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from common import idempotent, tables
+from common.catalogue import BRONZE_RATING_EVENTS, QUARANTINE_RATING_EVENTS
 from common.config import load_config
 from common.errors import SourceError
 from jobs.serving import serving
@@ -75,7 +76,7 @@ def test_duplicates_are_applied_once(spark, tiny):
     assert_df_equality(silver_rows(spark, tiny), expect(spark, [
         (1, 10, 3.0, T0), (1, 11, 4.0, T0), (2, 10, 2.0, T0), (3, 12, 5.0, T0 + 10)]),
         ignore_row_order=True, ignore_nullable=True)
-    assert tables.read(spark, tiny, "bronze.rating_events").count() == 2  # the log keeps what arrived
+    assert tables.read(spark, tiny, BRONZE_RATING_EVENTS.name).count() == 2  # the log keeps what arrived
     assert result.counts["events"] == 2
 
 
@@ -102,7 +103,7 @@ def test_late_events_are_quarantined_when_the_policy_says_so(spark, tiny):
     cfg = tiny.with_overrides({"stream.late_policy": "quarantine", "stream.allowed_lateness_s": 60})
     write_events(cfg, "a", [ev(3, 10, 4.0, T0 - 3600), ev(3, 11, 4.0, T0 - 30)])
     run_job(spark, cfg, "speed")
-    reasons = [r.reason for r in tables.read(spark, cfg, "quarantine.rating_events").collect()]
+    reasons = [r.reason for r in tables.read(spark, cfg, QUARANTINE_RATING_EVENTS.name).collect()]
     assert reasons == ["late event: older than the watermark (allowed lateness 60s)"]
     assert silver_rows(spark, cfg).where("userId = 3").collect() == [(3, 11, 4.0, T0 - 30)]
 
@@ -113,7 +114,7 @@ def test_malformed_events_are_quarantined_with_a_reason(spark, tiny):
              ev(3, 12, 4.5, T0 + 1), ev(3, 11, 4.0, T0 * 1_000_000)]  # the last: microseconds, not seconds
     write_events(tiny, "a", lines)
     run_job(spark, tiny, "speed")
-    quarantined = tables.read(spark, tiny, "quarantine.rating_events").select("line", "reason")
+    quarantined = tables.read(spark, tiny, QUARANTINE_RATING_EVENTS.name).select("line", "reason")
     assert_df_equality(quarantined, spark.createDataFrame([
         (lines[0], "not a JSON object"),
         (lines[1], "non-numeric movieId: 'x' is not a valid int"),
@@ -159,10 +160,10 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
     write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
     run_job(spark, tiny, "speed")
     assert silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 0}
-    logged = tables.read(spark, tiny, "bronze.rating_events")  # batch 0's one event, made into batch 1's
+    logged = tables.read(spark, tiny, BRONZE_RATING_EVENTS.name)  # batch 0's one event, made into batch 1's
     pending = logged.withColumns({"userId": F.lit(4).cast("int"), "rating": F.lit(2.0), "timestamp": F.lit(T0 + 30),
                                   "_batch_id": F.lit(1)}).select(*[F.col(f.name).cast(f.dataType) for f in logged.schema])
-    idempotent.append_once(pending, tiny, "bronze.rating_events", idempotent.Txn("speed_ratings_merge", 1))
+    idempotent.append_once(pending, tiny, BRONZE_RATING_EVENTS.name, idempotent.Txn("speed_ratings_merge", 1))
     run_job(spark, tiny, "silver")
     run_job(spark, tiny, "gold")
     assert silver_rows(spark, tiny).where("userId = 4").count() == 0
@@ -173,7 +174,7 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
 def test_a_recompute_refuses_to_drop_merged_events_whose_log_is_missing(spark, tiny):
     write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
     run_job(spark, tiny, "speed")
-    shutil.rmtree(tables.location(tiny, "bronze.rating_events"))
+    shutil.rmtree(tables.location(tiny, BRONZE_RATING_EVENTS.name))
     with pytest.raises(SourceError, match=r"micro-batches up to 0 of stream 'speed_ratings_merge', but bronze.rating_events, their log, is missing"):
         run_job(spark, tiny, "silver")
     assert silver_rows(spark, tiny).where("userId = 3").count() == 1  # silver kept the merged event
@@ -212,7 +213,7 @@ def test_a_replayed_batch_judges_late_events_as_its_first_attempt_did(spark, tin
     append_once = idempotent.append_once
 
     def crash_before_quarantine(df, cfg_, name, txn):
-        if name == "quarantine.rating_events":
+        if name == QUARANTINE_RATING_EVENTS.name:
             raise RuntimeError("simulated crash after the MERGE")
         return append_once(df, cfg_, name, txn)
 
@@ -221,7 +222,7 @@ def test_a_replayed_batch_judges_late_events_as_its_first_attempt_did(spark, tin
         run_job(spark, late, "speed")
     monkeypatch.setattr(idempotent, "append_once", append_once)
     run_job(spark, late, "speed")  # replays batch 0
-    assert tables.read(spark, late, "quarantine.rating_events").count() == 0
+    assert tables.read(spark, late, QUARANTINE_RATING_EVENTS.name).count() == 0
     assert silver_rows(spark, late).where("userId IN (3, 4)").orderBy("userId").collect() == [
         (3, 12, 5.0, T0 + 1000), (4, 11, 2.0, T0 + 10)]
 
@@ -250,6 +251,6 @@ def test_a_lost_checkpoint_is_refused_when_only_the_log_holds_the_stream(spark, 
     write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
     logged = spark.createDataFrame([(3, 12, 5.0, T0 + 10)], "userId int, movieId int, rating double, timestamp long") \
         .withColumns({"_stream": F.lit("speed_ratings_merge"), "_batch_id": F.lit(0)})
-    idempotent.append_once(logged, tiny, "bronze.rating_events", idempotent.Txn("speed_ratings_merge", 0))
+    idempotent.append_once(logged, tiny, BRONZE_RATING_EVENTS.name, idempotent.Txn("speed_ratings_merge", 0))
     with pytest.raises(SourceError, match="bronze.rating_events already holds micro-batches up to 0"):
         run_job(spark, tiny, "speed")

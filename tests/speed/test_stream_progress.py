@@ -10,16 +10,17 @@ import pytest
 from pyspark.sql import functions as F
 
 from common import tables
+from common.catalogue import BRONZE_RATING_EVENTS, GOLD_MOVIE_STATS_REALTIME, SILVER_RATINGS, STATE_STREAM_PROGRESS
 from common.errors import SourceError
 from jobs.batch import silver
 from jobs.runners.runner import run_job
 from jobs.speed.simulate import events_dir
 from jobs.speed.speed import checkpoint
 from tests.lake_checks import assert_serving_equals_recompute, silver_ratings
-from tests.test_speed_layer import T0, ev, tiny, tiny_lake, write_events  # noqa: F401 (fixtures)
+from tests.speed.test_speed_layer import T0, ev, tiny, tiny_lake, write_events  # noqa: F401 (fixtures)
 
 OLD, NEW = "speed_ratings_merge", "speed_ratings_merge_2"
-PROGRESS = "state.stream_progress"
+PROGRESS = STATE_STREAM_PROGRESS.name
 
 
 def expire_the_log_of(spark, cfg, name: str) -> None:
@@ -39,13 +40,13 @@ def test_a_stopped_streams_events_survive_a_recompute_after_silvers_log_expired(
     for name, line in (("a", ev(3, 12, 5.0, T0 + 10)), ("b", ev(4, 11, 2.0, T0 + 20))):
         write_events(tiny, name, [line])
         run_job(spark, tiny, "speed")  # the old stream's batches 0 and 1
-    expire_the_log_of(spark, tiny, "silver.ratings")
+    expire_the_log_of(spark, tiny, SILVER_RATINGS.name)
     for name in os.listdir(events_dir(tiny)):  # the landing zone keeps new files only
         os.unlink(os.path.join(events_dir(tiny), name))
     renamed = tiny.with_overrides({"stream.query_name": NEW})
     write_events(renamed, "c", [ev(5, 10, 1.5, T0 + 30)])
     run_job(spark, renamed, "speed")  # another stream merges on, and its commits checkpoint the log
-    history = tables.delta_table(spark, tiny, "silver.ratings").history().select("version", "userMetadata").collect()
+    history = tables.delta_table(spark, tiny, SILVER_RATINGS.name).history().select("version", "userMetadata").collect()
     assert min(r.version for r in history) > 0, "the cleanup deleted no commit: the test proves nothing"
     assert not [r for r in history if (r.userMetadata or "").startswith(f"{OLD}:")]
 
@@ -94,8 +95,8 @@ def test_an_older_checkpoint_restored_from_a_copy_is_refused_and_nothing_is_writ
     shutil.rmtree(checkpoint(tiny))
     shutil.copytree(copy, checkpoint(tiny))  # restored: it ends at batch 0
     write_events(tiny, "c", [ev(5, 10, 1.5, T0 + 30)])
-    watched = [name for name in ("silver.ratings", "bronze.rating_events", "gold.movie_stats_realtime", PROGRESS)
-               if tables.exists(spark, tiny, name)]
+    watched = [name for name in (SILVER_RATINGS.name, BRONZE_RATING_EVENTS.name, GOLD_MOVIE_STATS_REALTIME.name,
+                                 PROGRESS) if tables.exists(spark, tiny, name)]
     before = {name: tables.current_version(spark, tiny, name).version for name in watched}
 
     with pytest.raises(SourceError, match=r"ends at micro-batch 0, behind silver.ratings, which holds micro-batches "
@@ -107,7 +108,7 @@ def test_an_older_checkpoint_restored_from_a_copy_is_refused_and_nothing_is_writ
     run_job(spark, renamed, "speed")
     assert silver_ratings(spark, renamed).where("userId >= 3").orderBy("userId").collect() == [
         (3, 12, 5.0, T0 + 10), (4, 11, 2.0, T0 + 20), (5, 10, 1.5, T0 + 30)]
-    logged = tables.read(spark, renamed, "bronze.rating_events")
+    logged = tables.read(spark, renamed, BRONZE_RATING_EVENTS.name)
     assert logged.where(F.col("_stream") == NEW).count() == 3  # the new stream read the landing zone anew
     run_job(spark, renamed, "silver")
     run_job(spark, renamed, "gold")

@@ -8,6 +8,7 @@ import pandas as pd
 from chispa import assert_df_equality
 
 from common import raw_zone, tables
+from common.catalogue import BRONZE_RATING_EVENTS
 from jobs.batch.extract import HOLDBACK_FILE
 from jobs.runners.runner import run_job
 from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle
@@ -42,7 +43,7 @@ def test_the_events_of_a_second_snapshot_reach_silver_beside_the_first(spark, cf
     assert first_id != second_id
     lines += more
 
-    logged = tables.read(spark, second, "bronze.rating_events").select("userId", "movieId", "rating", "timestamp")
+    logged = tables.read(spark, second, BRONZE_RATING_EVENTS.name).select("userId", "movieId", "rating", "timestamp")
     expected = spark.createDataFrame([tuple(json.loads(line).values()) for line in lines], EVENTS)
     assert_df_equality(logged, expected, ignore_row_order=True, ignore_nullable=True)
     assert_silver_equals_oracle(spark, second, lines)
