@@ -97,8 +97,9 @@ GOLD_RECOMMENDATIONS = Table("gold.recommendations", "serving view: per user, th
 
 STATE_LEDGER = Table("state.ledger", "one row per job run: params, tables read and written, counts, status",
                      (ANY_JOB,), ("run_id",))
-STATE_STREAM_PROGRESS = Table("state.stream_progress", "per stream, its last micro-batch that silver.ratings holds",
-                              ("speed", "silver"), ("stream",))
+STATE_STREAM_PROGRESS = Table("state.stream_progress", "per stream, the micro-batches silver.ratings holds, one row "
+                              "appended per record; the furthest is the stream's mark", ("speed", "silver"),
+                              ("stream", "batch_id"))
 STATE_DAILY_INPUTS = Table("state.daily_inputs", "per event date, the rows and fingerprint gold.daily_ratings "
                            "was last built from", ("daily",), ("event_date",))
 

@@ -58,8 +58,14 @@ def use_catalog(spark: SparkSession, cfg: Config) -> None:
 
 
 def known_tables(cfg: Config) -> list[str]:
-    """Every Delta table under the lake root (<layer>/<table> folders holding a _delta_log); none when
-    tables go by catalog name, or the root is one only Spark reaches (dbfs, abfss...)."""
+    """Every declared Delta table under the lake root (<layer>/<table> folders holding a _delta_log); none
+    when tables go by catalog name, or the root is one only Spark reaches (dbfs, abfss...). A Delta folder
+    the catalogue does not declare is no table of lakejobs: status, maintain and serving leave it alone."""
+    return [name for name in delta_folders(cfg) if name in catalogue.TABLES]
+
+
+def delta_folders(cfg: Config) -> list[str]:
+    """<layer>.<table> of every folder under the lake root that holds a _delta_log, declared or not."""
     root = lake_root(cfg)
     if cfg["lake.catalog"] or not paths.python_reaches(root):
         return []

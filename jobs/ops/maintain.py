@@ -98,7 +98,7 @@ def _due(spark: SparkSession, cfg: Config) -> str | None:
 
 
 def lake_tables(spark: SparkSession, cfg: Config) -> list[str]:
-    """Every table of the lake: under its root, or in the catalog's <layer> schemas (Unity Catalog)."""
+    """Every declared table of the lake: under its root, or in the catalog's <layer> schemas (Unity Catalog)."""
     catalog = cfg["lake.catalog"]
     if not catalog:
         return tables.known_tables(cfg)
@@ -108,7 +108,7 @@ def lake_tables(spark: SparkSession, cfg: Config) -> list[str]:
             found += [f"{layer}.{t.name}" for t in spark.catalog.listTables(f"{catalog}.{layer}")]
         except AnalysisException:  # no such schema yet: nothing of that layer written
             pass
-    return found
+    return [name for name in found if name in catalogue.TABLES and not catalogue.TABLES[name].view]
 
 
 def _table_files(spark: SparkSession, cfg: Config, name: str) -> tuple[int, int]:

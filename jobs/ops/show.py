@@ -24,7 +24,7 @@ def show_tables(spark: SparkSession, cfg: Config) -> list[str]:
             version = tables.current_version(spark, cfg, entry.name).version
             rows = tables.read(spark, cfg, entry.name).count()
             lines.append(_ROW.format(entry.name, version, rows, key, writers, tables.location(cfg, entry.name)))
-    for name in tables.known_tables(cfg):
+    for name in tables.delta_folders(cfg):
         if name not in catalogue.TABLES:
             layer, _, table = name.partition(".")
             lines.append(_ROW.format(name, "", "", "", "", f"not in the catalogue: {tables.folder(cfg, layer, table)}"))

@@ -11,6 +11,7 @@ from common.config import load_config
 from common.errors import ConfigError
 from jobs.runners.registry import JOBS
 from jobs.runners.runner import run_job
+from jobs.ops.show import show_tables
 from jobs.serving import serving
 
 BATCH_JOBS = ["extract", "full_load", "silver", "gold", "daily"]
@@ -68,7 +69,7 @@ def built(spark, tmp_path_factory):
 
 
 def test_every_table_in_the_lake_is_declared_and_the_jobs_wrote_what_they_declare(built):
-    found = set(tables.known_tables(built))
+    found = set(tables.delta_folders(built))
     assert found <= set(catalogue.TABLES)
     ran = set(BATCH_JOBS) | {catalogue.ANY_JOB}
     assert {t.name for t in STORED if set(t.writers) <= ran} <= found  # declared as the batch jobs' own, and there
@@ -95,3 +96,15 @@ def test_keyed_tables_hold_one_row_per_key(spark, built):
         # Every keyed table holds rows but the real-time view, empty until the speed layer merges.
         assert counts.rows > 0 or name == catalogue.GOLD_MOVIE_STATS_REALTIME.name, name
         assert df.where(" OR ".join(f"`{k}` IS NULL" for k in key)).count() == 0, name
+
+
+def test_a_delta_folder_the_catalogue_does_not_declare_is_shown_and_left_alone(spark, tmp_path):
+    cfg = load_config("test", [f"lake.root={tmp_path}/lake"])
+    spark.range(2).withColumnRenamed("id", "movieId").write.format("delta").save(
+        tables.location(cfg, catalogue.SILVER_LINKS.name))
+    spark.range(3).write.format("delta").save(f"{tmp_path}/lake/gold/scratch")  # someone's own table
+    assert tables.delta_folders(cfg) == [catalogue.SILVER_LINKS.name, "gold.scratch"]
+    assert tables.known_tables(cfg) == [catalogue.SILVER_LINKS.name]  # what status, maintain and serving see
+    shown = {line.split()[0]: line for line in show_tables(spark, cfg)[1:]}
+    assert "not in the catalogue" in shown["gold.scratch"]
+    assert shown[catalogue.SILVER_LINKS.name].split()[1:3] == ["0", "2"]  # version, rows

@@ -17,8 +17,10 @@ import requests
 from chispa import assert_df_equality
 
 from common import tables
-from common.local import airflow_server, servers
+from common.catalogue import (BRONZE_RATING_EVENTS, BRONZE_RATINGS, GOLD_MOVIE_STATS_BATCH, GOLD_MOVIE_STATS_REALTIME,
+                              GOLD_RECOMMENDATION_CANDIDATES, GOLD_RECOMMENDATIONS, SILVER_RATINGS)
 from common.config import load_config
+from common.local import airflow_server, servers
 from common.ledger import LEDGER_TABLE
 from jobs.runners import airflow_dag, cli, registry
 from jobs.runners.pipeline import load_tasks
@@ -148,7 +150,7 @@ PER_LAKE_COLUMNS = {"_ingested_at", "_source_file", "recorded_at", "built_at"}
 
 
 def assert_same_data(left, right, name: str) -> None:
-    if name.startswith("gold.recommendation"):
+    if name in (GOLD_RECOMMENDATION_CANDIDATES.name, GOLD_RECOMMENDATIONS.name):
         # Two ALS fits in two processes agree only to the last digits of a score, which reorders
         # near-ties: the same users, served by the same source, with as many movies each.
         per_user = ["userId", "source"]
@@ -176,8 +178,8 @@ def test_a_whole_dag_run_leaves_the_tables_lakejobs_pipeline_leaves(spark, pipel
     reference, _, _ = pipeline_run.finished()  # started before the DAG run (see dag_run), it ran beside it
     names = data_tables(spark, reference)
     assert data_tables(spark, lake) == names
-    assert {"bronze.ratings", "silver.ratings", "gold.movie_stats_batch", "bronze.rating_events",
-            "gold.movie_stats_realtime", "gold.recommendation_candidates"} <= set(names)
+    assert {t.name for t in (BRONZE_RATINGS, SILVER_RATINGS, GOLD_MOVIE_STATS_BATCH, BRONZE_RATING_EVENTS,
+                             GOLD_MOVIE_STATS_REALTIME, GOLD_RECOMMENDATION_CANDIDATES)} <= set(names)
     for name in names:
         assert_same_data(tables.read(spark, lake_cfg(lake), name), tables.read(spark, lake_cfg(reference), name), name)
     ledger = tables.read(spark, lake_cfg(lake), LEDGER_TABLE).select("job", "status", "logical_date").collect()

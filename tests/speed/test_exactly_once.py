@@ -16,6 +16,7 @@ import pytest
 from chispa import assert_df_equality
 
 from common import tables
+from common.catalogue import BRONZE_RATING_EVENTS, QUARANTINE_RATING_EVENTS
 from jobs.runners.runner import run_job
 from jobs.speed.simulate import events_dir
 from jobs.speed.speed import checkpoint
@@ -88,9 +89,9 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(spark, cfg):
     print(f"killed during micro-batches {killed}; {len(batches(cfg, 'commits'))} batches committed")
 
     assert_silver_equals_oracle(spark, cfg)
-    logged = tables.read(spark, cfg, "bronze.rating_events").select("userId", "movieId", "rating", "timestamp")
+    logged = tables.read(spark, cfg, BRONZE_RATING_EVENTS.name).select("userId", "movieId", "rating", "timestamp")
     assert_df_equality(logged, valid_events(spark, lines), ignore_row_order=True, ignore_nullable=True)
-    quarantined = tables.read(spark, cfg, "quarantine.rating_events").count()
+    quarantined = tables.read(spark, cfg, QUARANTINE_RATING_EVENTS.name).count()
     assert quarantined == sum(oracle.valid_event(line) is None for line in lines)
     assert_serving_equals_recompute(spark, cfg)
 
@@ -138,8 +139,8 @@ def test_sigkill_across_a_snapshot_change_loses_nothing_and_applies_nothing_twic
     lines = oracle.event_lines(events_dir(second))
     assert len(lines) >= 6000
     assert_silver_equals_oracle(spark, second, lines)
-    logged = tables.read(spark, second, "bronze.rating_events").select("userId", "movieId", "rating", "timestamp")
+    logged = tables.read(spark, second, BRONZE_RATING_EVENTS.name).select("userId", "movieId", "rating", "timestamp")
     assert_df_equality(logged, valid_events(spark, lines), ignore_row_order=True, ignore_nullable=True)
-    quarantined = tables.read(spark, second, "quarantine.rating_events").count()
+    quarantined = tables.read(spark, second, QUARANTINE_RATING_EVENTS.name).count()
     assert quarantined == sum(oracle.valid_event(line) is None for line in lines)
     assert_serving_equals_recompute(spark, second)
