@@ -120,6 +120,11 @@ def get(name: str) -> Table:
     return TABLES[name]
 
 
+def stored(name: str) -> bool:
+    """Whether name is a declared table that holds data of its own: not a view, not undeclared."""
+    return name in TABLES and not TABLES[name].view
+
+
 def of_source(layer: str, source: str) -> Table:
     """A batch source's table in bronze, quarantine or silver (a source of conf/schemas.yaml)."""
     return get(f"{layer}.{source}")

@@ -60,8 +60,9 @@ def use_catalog(spark: SparkSession, cfg: Config) -> None:
 def known_tables(cfg: Config) -> list[str]:
     """Every declared Delta table under the lake root (<layer>/<table> folders holding a _delta_log); none
     when tables go by catalog name, or the root is one only Spark reaches (dbfs, abfss...). A Delta folder
-    the catalogue does not declare is no table of lakejobs: status, maintain and serving leave it alone."""
-    return [name for name in delta_folders(cfg) if name in catalogue.TABLES]
+    the catalogue does not declare is no table of lakejobs, nor is a stale one where a view now stands (a
+    lake scored before gold.recommendations became a view): status, maintain and serving leave them alone."""
+    return [name for name in delta_folders(cfg) if catalogue.stored(name)]
 
 
 def delta_folders(cfg: Config) -> list[str]:

@@ -108,7 +108,7 @@ def lake_tables(spark: SparkSession, cfg: Config) -> list[str]:
             found += [f"{layer}.{t.name}" for t in spark.catalog.listTables(f"{catalog}.{layer}")]
         except AnalysisException:  # no such schema yet: nothing of that layer written
             pass
-    return [name for name in found if name in catalogue.TABLES and not catalogue.TABLES[name].view]
+    return [name for name in found if catalogue.stored(name)]
 
 
 def _table_files(spark: SparkSession, cfg: Config, name: str) -> tuple[int, int]:

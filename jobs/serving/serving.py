@@ -97,11 +97,7 @@ def register(spark: SparkSession, cfg: Config) -> list[str]:
     for layer in catalogue.LAYERS:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
     if not cfg["lake.catalog"]:
-        for name in tables.known_tables(cfg):
-            # A lake scored before gold.recommendations became a view holds a stale table there; a folder
-            # the catalogue does not declare is no table of the lake.
-            if name not in catalogue.TABLES or catalogue.TABLES[name].view:
-                continue
+        for name in tables.known_tables(cfg):  # declared tables only: never a stale one under a view's name
             if tables.exists(spark, cfg, name):
                 spark.sql(f"DROP TABLE IF EXISTS {name}")  # an external table: the data stays
                 spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{tables.location(cfg, name)}'")
