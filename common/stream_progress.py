@@ -41,11 +41,12 @@ def read(spark: SparkSession, cfg: Config) -> dict[str, Mark]:
 
 
 def record(spark: SparkSession, cfg: Config, marks: list[Mark], txn: Txn | None = None) -> None:
-    """Append the marks. With `txn` (a micro-batch's identity) the append is idempotent: a replayed
-    batch records nothing twice. Appends conflict only when two writers both create the table: the retry appends."""
+    """Append the marks; with `txn`, tagged as that micro-batch's write (the speed job records a replayed
+    batch only when its mark is not there yet). Appends conflict only when two writers both create the
+    table: the retry appends."""
     now = datetime.now(timezone.utc)
     rows = spark.createDataFrame([(m.stream, m.batch_id, m.silver_version, now) for m in marks], _SCHEMA)
     if txn is None:
         tables.with_retry(lambda: tables.append(rows, cfg, PROGRESS))
     else:
-        tables.with_retry(lambda: idempotent.append_once(rows, cfg, PROGRESS, txn))
+        tables.with_retry(lambda: idempotent.append_tagged(rows, cfg, PROGRESS, txn))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from pyspark.sql import SparkSession
@@ -26,6 +27,17 @@ SHARED_MOVIELENS = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "m
 
 # Modules that share the session-scoped pipeline_run (below): under pytest-xdist they run in one worker.
 PIPELINE_MODULES = {"test_airflow", "test_quiet_output", "test_status"}
+# Modules of long tests that share nothing but the session (each builds its own lake): each test is a
+# unit of its own for the scheduler, so that the two workers share them.
+ONE_UNIT_PER_TEST = {"test_exactly_once"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with the most slow tests first, each module's tests in their order: the scheduler below
+    hands out modules in collection order, and a long module handed out last runs on alone while
+    the other worker waits (the SIGKILL tests, 16 minutes, did in a fresh-clone run)."""
+    slow = Counter(item.module.__name__ for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.module.__name__])  # stable: modules stay whole and in order
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -39,6 +51,8 @@ def pytest_xdist_make_scheduler(config, log):
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0].rpartition("/")[2].removesuffix(".py")
+            if module in ONE_UNIT_PER_TEST:
+                return nodeid
             return "pipeline" if module in PIPELINE_MODULES else module
 
     return ByModule(config, log)

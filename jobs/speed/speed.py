@@ -1,11 +1,13 @@
 """Job `speed` (speed layer): merge rating events into silver.ratings exactly once, and keep the
 real-time view gold.movie_stats_realtime.
 
-Each micro-batch, in foreachBatch, with the idempotent identity (query name, batch id):
-malformed events → quarantine.rating_events; valid events → bronze.rating_events (the log the
-batch layer recomputes from); the latest event per (userId, movieId) → MERGE into silver.ratings
-(newer event wins), and the batch recorded as merged (state.stream_progress); the MERGE's own
-change feed → per-movie count and sum deltas.
+Each micro-batch, in foreachBatch, every write tagged (query name, batch id): valid events →
+bronze.rating_events (the log the batch layer recomputes from); the latest event per (userId,
+movieId) → MERGE into silver.ratings (newer event wins), and the batch recorded as merged
+(state.stream_progress); malformed events → quarantine.rating_events; the MERGE's own change feed →
+per-movie count and sum deltas. Exactly once (common/idempotent): the MERGE keeps Delta's identity;
+the appends are blind, and the first batch of a run, the only one a crashed run can have begun,
+skips each append whose rows are already there.
 """
 from __future__ import annotations
 
@@ -86,13 +88,22 @@ class BatchCounts:
 
 
 def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function: every write in it is idempotent for (query name, batch id)."""
+    """The foreachBatch function: a replay of a micro-batch applies nothing twice."""
     schema = stream_schema(cfg["raw.dataset"], "rating_events")
     query_name = cfg["stream.query_name"]
+    first_batch: list[int] = []  # of this run: the only one a crashed run can have begun
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         txn = Txn(query_name, batch_id)
+        first_batch[:] = first_batch or [batch_id]
+        replay = batch_id == first_batch[0]
+
+        def append(df: DataFrame, name: str, rows_of_this_batch: F.Column) -> None:
+            if not (replay and _holds(spark, cfg, name, rows_of_this_batch)):
+                idempotent.append_tagged(df, cfg, name, txn)
+
+        this_batch = (F.col("_stream") == query_name) & (F.col("_batch_id") == batch_id)
         meta = {"_stream": F.lit(query_name), "_batch_id": F.lit(batch_id),
                 "_ingested_at": F.lit(datetime.now(timezone.utc))}
         try:
@@ -116,27 +127,30 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                 raise counts.fail(ExpectationError(f"micro-batch {batch_id}: {n:,} events break {rule.label}; "
                                                    "nothing of it was written, the stream stops here"))
             took.lap("parse")
-            # The critical path first: the event log (what a batch recompute reads), then the MERGE
-            # that makes the events visible in silver. The rest of the batch only delays the next one.
+            # In this order, which a recompute relies on (jobs/batch/silver.py): the event log, then the
+            # MERGE that makes the events visible in silver, then the record that silver holds the
+            # batch. What follows only delays the next batch.
             good = classified.where(F.col(REASON).isNull()).select(
                 *[c.name for c in schema.columns], "event_time", "_source_file", "_stream", "_batch_id", "_ingested_at")
-            idempotent.append_once(good, cfg, EVENTS, txn)
+            append(good, EVENTS, this_batch)
             took.lap("log")
             latest = conform_ratings(good)
-            with idempotent.identity(spark, txn):
-                tables.with_retry(lambda: merge_latest(spark, cfg, latest))
-            # Right after the MERGE: a recompute reads how far silver holds each stream from here.
-            version = idempotent.committed_version(spark, cfg, SILVER, txn)
-            stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
+            version = idempotent.apply_once(spark, cfg, SILVER, txn, lambda: merge_latest(spark, cfg, latest))
             took.lap("merge")
+            marked = (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)
+            if not (replay and _holds(spark, cfg, stream_progress.PROGRESS, marked)):
+                stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
+            took.lap("progress")
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
             # first one creates the table, so that it can be queried before any event is malformed.
             if bad_count or batch_id == 0:
                 bad = bad_rows(classified, "rating_events", ["_source_file", "_stream", "_batch_id", "_ingested_at"])
-                idempotent.append_once(bad, cfg, QUARANTINE, txn)
+                append(bad, QUARANTINE, this_batch)
             if version is not None:
+                # A replay finds no rows when the deltas were empty, or when gold has since retired
+                # them (its batch view covers the version): appended again, the serving view skips them.
                 changes = tables.changes(spark, cfg, SILVER, version, version)
-                idempotent.append_once(realtime_deltas(changes, version), cfg, REALTIME, txn)
+                append(realtime_deltas(changes, version), REALTIME, F.col("silver_version") == version)
             took.lap("quarantine and view")
             log.info("batch %d: %d events, %d quarantined; %s", batch_id, total, bad_count, took)
             counts.batches += 1
@@ -148,6 +162,11 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             classified.unpersist()
 
     return handle
+
+
+def _holds(spark: SparkSession, cfg: Config, name: str, rows: F.Column) -> bool:
+    """Whether table `name` exists and has rows matching `rows`."""
+    return tables.exists(spark, cfg, name) and not tables.read(spark, cfg, name).where(rows).isEmpty()
 
 
 def reference_keys(spark: SparkSession, cfg: Config, schema: SourceSchema) -> dict[str, DataFrame]:

@@ -10,7 +10,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from common import idempotent, tables
-from common.catalogue import BRONZE_RATING_EVENTS, QUARANTINE_RATING_EVENTS
+from common.catalogue import (BRONZE_RATING_EVENTS, GOLD_MOVIE_STATS_REALTIME, QUARANTINE_RATING_EVENTS,
+                              SILVER_RATINGS, STATE_STREAM_PROGRESS)
 from common.config import load_config
 from common.errors import SourceError
 from jobs.serving import serving
@@ -20,6 +21,8 @@ from jobs.speed.simulate import events_dir
 from jobs.speed.speed import checkpoint
 from tests.lake_checks import assert_serving_equals_recompute, assert_silver_equals_oracle, silver_ratings
 
+WRITTEN_BY_A_BATCH = [table.name for table in (BRONZE_RATING_EVENTS, SILVER_RATINGS, STATE_STREAM_PROGRESS,
+                                               QUARANTINE_RATING_EVENTS, GOLD_MOVIE_STATS_REALTIME)]
 T0 = 1_600_000_000
 
 
@@ -163,7 +166,7 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
     logged = tables.read(spark, tiny, BRONZE_RATING_EVENTS.name)  # batch 0's one event, made into batch 1's
     pending = logged.withColumns({"userId": F.lit(4).cast("int"), "rating": F.lit(2.0), "timestamp": F.lit(T0 + 30),
                                   "_batch_id": F.lit(1)}).select(*[F.col(f.name).cast(f.dataType) for f in logged.schema])
-    idempotent.append_once(pending, tiny, BRONZE_RATING_EVENTS.name, idempotent.Txn("speed_ratings_merge", 1))
+    idempotent.append_tagged(pending, tiny, BRONZE_RATING_EVENTS.name, idempotent.Txn("speed_ratings_merge", 1))
     run_job(spark, tiny, "silver")
     run_job(spark, tiny, "gold")
     assert silver_rows(spark, tiny).where("userId = 4").count() == 0
@@ -204,27 +207,33 @@ def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dr
     assert_serving_equals_recompute(spark, tiny)
 
 
-def test_a_replayed_batch_judges_late_events_as_its_first_attempt_did(spark, tiny, monkeypatch):
-    # Batch 0 merges both events, then the process dies before its quarantine write. On the replay,
-    # silver already holds the batch's newest event: a watermark read from it would make the older
-    # event late and quarantine it, although it is in silver and in the log.
+def test_a_replayed_batch_judges_late_events_as_its_first_attempt_did_and_appends_nothing_twice(spark, tiny, monkeypatch):
+    # Batch 0 merges both events and writes everything, then the process dies before the checkpoint
+    # records the batch. On the replay, silver already holds the batch's newest event: a watermark
+    # read from it would make the older event late and quarantine it, although it is in silver and
+    # in the log. And each append of the first attempt is there already: made again, the log, the
+    # progress or the real-time view would count the batch twice.
     late = tiny.with_overrides({"stream.late_policy": "quarantine", "stream.allowed_lateness_s": 100.0})
     write_events(late, "a", [ev(3, 12, 5.0, T0 + 1000), ev(4, 11, 2.0, T0 + 10)])
-    append_once = idempotent.append_once
+    append_tagged = idempotent.append_tagged
 
-    def crash_before_quarantine(df, cfg_, name, txn):
-        if name == QUARANTINE_RATING_EVENTS.name:
-            raise RuntimeError("simulated crash after the MERGE")
-        return append_once(df, cfg_, name, txn)
+    def crash_after_the_last_write(df, cfg_, name, txn):
+        append_tagged(df, cfg_, name, txn)
+        if name == GOLD_MOVIE_STATS_REALTIME.name:
+            raise RuntimeError("simulated crash after the batch's writes")
 
-    monkeypatch.setattr(idempotent, "append_once", crash_before_quarantine)
-    with pytest.raises(Exception, match="simulated crash after the MERGE"):
+    monkeypatch.setattr(idempotent, "append_tagged", crash_after_the_last_write)
+    with pytest.raises(Exception, match="simulated crash after the batch's writes"):
         run_job(spark, late, "speed")
-    monkeypatch.setattr(idempotent, "append_once", append_once)
+    monkeypatch.setattr(idempotent, "append_tagged", append_tagged)
+    written = {name: tables.current_version(spark, late, name).version for name in WRITTEN_BY_A_BATCH}
     run_job(spark, late, "speed")  # replays batch 0
+    assert {name: tables.current_version(spark, late, name).version for name in WRITTEN_BY_A_BATCH} == written
     assert tables.read(spark, late, QUARANTINE_RATING_EVENTS.name).count() == 0
+    assert tables.read(spark, late, BRONZE_RATING_EVENTS.name).count() == 2
     assert silver_rows(spark, late).where("userId IN (3, 4)").orderBy("userId").collect() == [
         (3, 12, 5.0, T0 + 1000), (4, 11, 2.0, T0 + 10)]
+    assert_serving_equals_recompute(spark, late)  # the batch view from before the stream, and its deltas
 
 
 def test_a_recompute_keeps_the_events_of_a_stream_started_under_a_new_name(spark, tiny):
@@ -251,6 +260,6 @@ def test_a_lost_checkpoint_is_refused_when_only_the_log_holds_the_stream(spark, 
     write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
     logged = spark.createDataFrame([(3, 12, 5.0, T0 + 10)], "userId int, movieId int, rating double, timestamp long") \
         .withColumns({"_stream": F.lit("speed_ratings_merge"), "_batch_id": F.lit(0)})
-    idempotent.append_once(logged, tiny, BRONZE_RATING_EVENTS.name, idempotent.Txn("speed_ratings_merge", 0))
+    idempotent.append_tagged(logged, tiny, BRONZE_RATING_EVENTS.name, idempotent.Txn("speed_ratings_merge", 0))
     with pytest.raises(SourceError, match="bronze.rating_events already holds micro-batches up to 0"):
         run_job(spark, tiny, "speed")
