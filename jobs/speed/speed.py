@@ -96,11 +96,12 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
     def handle(batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         txn = Txn(query_name, batch_id)
-        first_batch[:] = first_batch or [batch_id]
-        replay = batch_id == first_batch[0]
+        if not first_batch:
+            first_batch.append(batch_id)
+        may_be_a_replay = batch_id == first_batch[0]
 
         def append(df: DataFrame, name: str, rows_of_this_batch: F.Column) -> None:
-            if not (replay and _holds(spark, cfg, name, rows_of_this_batch)):
+            if not (may_be_a_replay and _holds(spark, cfg, name, rows_of_this_batch)):
                 idempotent.append_tagged(df, cfg, name, txn)
 
         this_batch = (F.col("_stream") == query_name) & (F.col("_batch_id") == batch_id)
@@ -138,7 +139,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             version = idempotent.apply_once(spark, cfg, SILVER, txn, lambda: merge_latest(spark, cfg, latest))
             took.lap("merge")
             marked = (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)
-            if not (replay and _holds(spark, cfg, stream_progress.PROGRESS, marked)):
+            if not (may_be_a_replay and _holds(spark, cfg, stream_progress.PROGRESS, marked)):
                 stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
             took.lap("progress")
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
