@@ -148,7 +148,7 @@ def of_known_movies(ratings: DataFrame, movies: DataFrame, unknown: Observation)
 def merged_events(events: DataFrame, progress: dict[str, int], cfg: Config) -> DataFrame:
     """The logged events of micro-batches silver.ratings holds, stream by stream: each stream numbers
     its batches from 0."""
-    stream = _stream_of(events, cfg)
+    stream = stream_of(events, cfg)
     held = F.lit(False)
     for name, upto in progress.items():
         held = held | ((stream == F.lit(name)) & (F.col("_batch_id") <= F.lit(upto)))
@@ -184,7 +184,7 @@ def _record_progress(spark: SparkSession, cfg: Config, progress: dict[str, int],
         stream_progress.record(spark, cfg, ahead)
 
 
-def _stream_of(events: DataFrame, cfg: Config) -> Column:
+def stream_of(events: DataFrame, cfg: Config) -> Column:
     """The stream that logged each event (events logged before they named it: this config's stream)."""
     own = F.lit(cfg["stream.query_name"])
     return F.coalesce(F.col("_stream"), own) if "_stream" in events.columns else own
@@ -192,7 +192,7 @@ def _stream_of(events: DataFrame, cfg: Config) -> Column:
 
 def logged_progress(events: DataFrame, cfg: Config) -> dict[str, int]:
     """Stream → its last logged micro-batch (of the event log `events`)."""
-    stream = _stream_of(events, cfg)
+    stream = stream_of(events, cfg)
     return {r[0]: int(r[1]) for r in events.groupBy(stream).agg(F.max("_batch_id")).collect()}
 
 

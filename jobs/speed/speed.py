@@ -31,7 +31,7 @@ from common.schemas import SourceSchema, stream_schema
 from jobs.batch import expectations
 from jobs.batch.parsing import LINE, REASON, bad_rows, classify_json
 from jobs.speed.realtime import realtime_deltas
-from jobs.batch.silver import conform_ratings, logged_progress
+from jobs.batch.silver import conform_ratings, logged_progress, stream_of
 from jobs.speed.simulate import events_dir
 
 log = logging.getLogger("lakejobs.speed")
@@ -100,11 +100,12 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             first_batch.append(batch_id)
         may_be_a_replay = batch_id == first_batch[0]
 
-        def append(df: DataFrame, name: str, rows_of_this_batch: F.Column) -> None:
+        def append(df: DataFrame, name: str, rows_of_this_batch: Callable[[DataFrame], F.Column]) -> None:
             if not (may_be_a_replay and _holds(spark, cfg, name, rows_of_this_batch)):
                 idempotent.append_tagged(df, cfg, name, txn)
 
-        this_batch = (F.col("_stream") == query_name) & (F.col("_batch_id") == batch_id)
+        def this_batch(table: DataFrame) -> F.Column:  # a log from before `_stream` was written has none
+            return (stream_of(table, cfg) == query_name) & (F.col("_batch_id") == batch_id)
         meta = {"_stream": F.lit(query_name), "_batch_id": F.lit(batch_id),
                 "_ingested_at": F.lit(datetime.now(timezone.utc))}
         try:
@@ -138,7 +139,8 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             latest = conform_ratings(good)
             version = idempotent.apply_once(spark, cfg, SILVER, txn, lambda: merge_latest(spark, cfg, latest))
             took.lap("merge")
-            marked = (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)
+            def marked(table: DataFrame) -> F.Column:
+                return (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)
             if not (may_be_a_replay and _holds(spark, cfg, stream_progress.PROGRESS, marked)):
                 stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
             took.lap("progress")
@@ -151,7 +153,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                 # A replay finds no rows when the deltas were empty, or when gold has since retired
                 # them (its batch view covers the version): appended again, the serving view skips them.
                 changes = tables.changes(spark, cfg, SILVER, version, version)
-                append(realtime_deltas(changes, version), REALTIME, F.col("silver_version") == version)
+                append(realtime_deltas(changes, version), REALTIME, lambda table: F.col("silver_version") == version)
             took.lap("quarantine and view")
             log.info("batch %d: %d events, %d quarantined; %s", batch_id, total, bad_count, took)
             counts.batches += 1
@@ -165,9 +167,12 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
     return handle
 
 
-def _holds(spark: SparkSession, cfg: Config, name: str, rows: F.Column) -> bool:
-    """Whether table `name` exists and has rows matching `rows`."""
-    return tables.exists(spark, cfg, name) and not tables.read(spark, cfg, name).where(rows).isEmpty()
+def _holds(spark: SparkSession, cfg: Config, name: str, rows: Callable[[DataFrame], F.Column]) -> bool:
+    """Whether table `name` exists and has rows matching `rows(table)`."""
+    if not tables.exists(spark, cfg, name):
+        return False
+    table = tables.read(spark, cfg, name)
+    return not table.where(rows(table)).isEmpty()
 
 
 def reference_keys(spark: SparkSession, cfg: Config, schema: SourceSchema) -> dict[str, DataFrame]:

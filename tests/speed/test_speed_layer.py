@@ -174,6 +174,20 @@ def test_a_recompute_leaves_logged_but_unmerged_events_to_the_merge(spark, tiny)
     assert silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 0}  # the recompute's note: it covers batch 0
 
 
+def test_a_log_from_before_it_named_its_stream_takes_the_next_batch(spark, tiny):
+    # An event log written before `_stream` existed has no such column (its events are this
+    # config's stream): the first batch of a run looks for its rows there all the same.
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    run_job(spark, tiny, "speed")
+    unnamed = tables.read(spark, tiny, BRONZE_RATING_EVENTS.name).drop("_stream").localCheckpoint()
+    tables.overwrite(unnamed, tiny, BRONZE_RATING_EVENTS.name)
+    write_events(tiny, "b", [ev(4, 11, 2.0, T0 + 20)])
+    run_job(spark, tiny, "speed")
+    logged = tables.read(spark, tiny, BRONZE_RATING_EVENTS.name)
+    assert {tuple(r) for r in logged.select("_stream", "_batch_id").collect()} == {(None, 0), ("speed_ratings_merge", 1)}
+    assert silver_rows(spark, tiny).where("userId = 4").collect() == [(4, 11, 2.0, T0 + 20)]
+
+
 def test_a_recompute_refuses_to_drop_merged_events_whose_log_is_missing(spark, tiny):
     write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
     run_job(spark, tiny, "speed")
