@@ -55,10 +55,7 @@ def identity(spark: SparkSession, txn: Txn) -> Iterator[None]:
 
 def append_tagged(df: DataFrame, cfg: Config, name: str, txn: Txn) -> None:
     """Append, tagged with txn, without Delta's identity check: the caller knows the rows are not there."""
-    writer = df.write.format("delta").mode("append").option("mergeSchema", "true").option("userMetadata", txn.tag)
-    writer = tables.with_declared_layout(writer, name, df.columns)
-    loc = tables.location(cfg, name)
-    writer.saveAsTable(loc) if cfg["lake.catalog"] else writer.save(loc)
+    tables.append_unversioned(df, cfg, name, txn.tag)
 
 
 def apply_once(spark: SparkSession, cfg: Config, name: str, txn: Txn, statement: Callable[[], object]) -> int | None:

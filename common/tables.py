@@ -229,18 +229,31 @@ def _is_conflict(e: Exception) -> bool:
 
 def append(df: DataFrame, cfg: Config, name: str) -> TableVersion:
     """Add rows in one commit; concurrent blind appends do not conflict in Delta."""
-    writer = with_declared_layout(df.write.format("delta").mode("append").option("mergeSchema", "true"), name, df.columns)
-    return _save(df.sparkSession, writer, cfg, name)
+    return _save(df.sparkSession, _appender(df, name), cfg, name)
+
+
+def append_unversioned(df: DataFrame, cfg: Config, name: str, user_metadata: str) -> None:
+    """append() without reading the history for the version it made (two reads a commit): for the
+    writes of a micro-batch, which never need it."""
+    _write(_appender(df, name).option("userMetadata", user_metadata), cfg, name)
+
+
+def _appender(df: DataFrame, name: str):
+    return with_declared_layout(df.write.format("delta").mode("append").option("mergeSchema", "true"), name, df.columns)
 
 
 def _save(spark: SparkSession, writer, cfg: Config, name: str) -> TableVersion:
-    loc = location(cfg, name)
     before = version_before_write(spark, cfg, name)
+    _write(writer, cfg, name)
+    return last_commit(spark, cfg, name, since=before)
+
+
+def _write(writer, cfg: Config, name: str) -> None:
+    loc = location(cfg, name)
     if _by_name(cfg):
         writer.saveAsTable(loc)
     else:
         writer.save(loc)
-    return last_commit(spark, cfg, name, since=before)
 
 
 # Commits of table upkeep (the maintain job): they change no data, and Delta records them in the history.

@@ -100,12 +100,16 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             first_batch.append(batch_id)
         may_be_a_replay = batch_id == first_batch[0]
 
+        def written_before(name: str, rows_of_this_batch: Callable[[DataFrame], F.Column]) -> bool:
+            return may_be_a_replay and _holds(spark, cfg, name, rows_of_this_batch)
+
         def append(df: DataFrame, name: str, rows_of_this_batch: Callable[[DataFrame], F.Column]) -> None:
-            if not (may_be_a_replay and _holds(spark, cfg, name, rows_of_this_batch)):
+            if not written_before(name, rows_of_this_batch):
                 idempotent.append_tagged(df, cfg, name, txn)
 
         def this_batch(table: DataFrame) -> F.Column:  # a log from before `_stream` was written has none
             return (stream_of(table, cfg) == query_name) & (F.col("_batch_id") == batch_id)
+
         meta = {"_stream": F.lit(query_name), "_batch_id": F.lit(batch_id),
                 "_ingested_at": F.lit(datetime.now(timezone.utc))}
         try:
@@ -139,9 +143,8 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             latest = conform_ratings(good)
             version = idempotent.apply_once(spark, cfg, SILVER, txn, lambda: merge_latest(spark, cfg, latest))
             took.lap("merge")
-            def marked(table: DataFrame) -> F.Column:
-                return (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)
-            if not (may_be_a_replay and _holds(spark, cfg, stream_progress.PROGRESS, marked)):
+            if not written_before(stream_progress.PROGRESS,
+                                  lambda table: (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)):
                 stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
             took.lap("progress")
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
