@@ -5,7 +5,8 @@ Each micro-batch, in foreachBatch, every write tagged (query name, batch id): va
 bronze.rating_events (the log the batch layer recomputes from); the latest event per (userId,
 movieId) → MERGE into silver.ratings (newer event wins), and the batch recorded as merged
 (state.stream_progress); malformed events → quarantine.rating_events; the MERGE's own change feed →
-per-movie count and sum deltas. Exactly once (common/idempotent): the MERGE keeps Delta's identity;
+per-movie count and sum deltas. The last three writes wait for the MERGE and for nothing else: they
+run side by side. Exactly once (common/idempotent): the MERGE keeps Delta's identity;
 the appends are blind, and the first batch of a run, the only one a crashed run can have begun,
 skips each append whose rows are already there.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from pyspark import inheritable_thread_target
 from pyspark.errors import AnalysisException, StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -80,6 +83,7 @@ class BatchCounts:
     events: int = 0
     quarantined: int = 0
     broken: dict[str, int] = field(default_factory=dict)  # expect.<rule> -> events that broke it
+    stage_ms: dict[str, int] = field(default_factory=dict)  # stage -> milliseconds summed over the batches
     failure: LakejobsError | None = None  # a user's error inside a micro-batch, for the job to raise as is
 
     def fail(self, error: LakejobsError) -> LakejobsError:
@@ -106,6 +110,11 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
         def append(df: DataFrame, name: str, rows_of_this_batch: Callable[[DataFrame], F.Column]) -> None:
             if not written_before(name, rows_of_this_batch):
                 idempotent.append_tagged(df, cfg, name, txn)
+
+        def record_progress(version: int | None) -> None:
+            if not written_before(stream_progress.PROGRESS,
+                                  lambda table: (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)):
+                stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
 
         def this_batch(table: DataFrame) -> F.Column:  # a log from before `_stream` was written has none
             return (stream_of(table, cfg) == query_name) & (F.col("_batch_id") == batch_id)
@@ -134,8 +143,7 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
                                                    "nothing of it was written, the stream stops here"))
             took.lap("parse")
             # In this order, which a recompute relies on (jobs/batch/silver.py): the event log, then the
-            # MERGE that makes the events visible in silver, then the record that silver holds the
-            # batch. What follows only delays the next batch.
+            # MERGE that makes the events visible in silver, then the record that silver holds the batch.
             good = classified.where(F.col(REASON).isNull()).select(
                 *[c.name for c in schema.columns], "event_time", "_source_file", "_stream", "_batch_id", "_ingested_at")
             append(good, EVENTS, this_batch)
@@ -143,27 +151,31 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             latest = conform_ratings(good)
             version = idempotent.apply_once(spark, cfg, SILVER, txn, lambda: merge_latest(spark, cfg, latest))
             took.lap("merge")
-            if not written_before(stream_progress.PROGRESS,
-                                  lambda table: (F.col("stream") == query_name) & (F.col("batch_id") == batch_id)):
-                stream_progress.record(spark, cfg, [stream_progress.Mark(query_name, batch_id, version)], txn)
-            took.lap("progress")
+            # What follows only delays the next batch. Its writes go to three tables, none read by the
+            # others, and each is skipped on a replay when its rows are there: they run side by side.
+            after_merge = [lambda: record_progress(version)]
             # An empty batch commits nothing here (a replay classifies its lines the same way); the
             # first one creates the table, so that it can be queried before any event is malformed.
             if bad_count or batch_id == 0:
-                bad = bad_rows(classified, "rating_events", ["_source_file", "_stream", "_batch_id", "_ingested_at"])
-                append(bad, QUARANTINE, this_batch)
+                after_merge.append(lambda: append(
+                    bad_rows(classified, "rating_events", ["_source_file", "_stream", "_batch_id", "_ingested_at"]),
+                    QUARANTINE, this_batch))
             if version is not None:
                 # A replay finds no rows when the deltas were empty, or when gold has since retired
                 # them (its batch view covers the version): appended again, the serving view skips them.
-                changes = tables.changes(spark, cfg, SILVER, version, version)
-                append(realtime_deltas(changes, version), REALTIME, lambda table: F.col("silver_version") == version)
-            took.lap("quarantine and view")
+                after_merge.append(lambda: append(realtime_deltas(tables.changes(spark, cfg, SILVER, version, version),
+                                                                  version),
+                                                  REALTIME, lambda table: F.col("silver_version") == version))
+            side_by_side(after_merge)
+            took.lap("after_merge")  # progress, quarantine and view, side by side
             log.info("batch %d: %d events, %d quarantined; %s", batch_id, total, bad_count, took)
             counts.batches += 1
             counts.events += total
             counts.quarantined += bad_count
             for key, n in broken.items():
                 counts.broken[key] = counts.broken.get(key, 0) + n
+            for stage, seconds in took.laps.items():
+                counts.stage_ms[stage] = counts.stage_ms.get(stage, 0) + round(seconds * 1000)
         finally:
             classified.unpersist()
 
@@ -191,19 +203,33 @@ def reference_keys(spark: SparkSession, cfg: Config, schema: SourceSchema) -> di
     return keys
 
 
+def side_by_side(writes: list[Callable[[], None]]) -> None:
+    """Run the writes in threads of their own (each its own Spark jobs and Delta commit) and wait for
+    all of them; then raise the first one's error, if any, so that the micro-batch fails as a whole.
+    inheritable_thread_target: the thread takes this one's Spark local properties, and its JVM
+    connection is closed when the write ends (pinned-thread mode leaks it otherwise)."""
+    if len(writes) == 1:
+        writes[0]()
+        return
+    with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="after-merge") as pool:
+        futures = [pool.submit(inheritable_thread_target(write)) for write in writes]
+    for future in futures:
+        future.result()
+
+
 class _Stopwatch:
-    """Wall seconds of the stages of one micro-batch, for its log line."""
+    """Wall seconds of the stages of one micro-batch, for its log line and the run's counts."""
 
     def __init__(self) -> None:
-        self._last, self._laps = time.monotonic(), []
+        self._last, self.laps = time.monotonic(), {}
 
     def lap(self, stage: str) -> None:
         now = time.monotonic()
-        self._laps.append(f"{stage} {now - self._last:.2f}s")
+        self.laps[stage] = now - self._last
         self._last = now
 
     def __str__(self) -> str:
-        return ", ".join(self._laps)
+        return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self.laps.items())
 
 
 def _counts(classified: DataFrame, schema: SourceSchema) -> tuple[int, int, dict[str, int]]:
@@ -326,6 +352,8 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
     finally:
         spark.streams.removeListener(progress)
     totals = {"batches": counts.batches, "events": counts.events, "quarantined": counts.quarantined}
+    # Where the batches' time went (the ledger keeps it; bench/stream.py reports it per batch).
+    totals |= {f"stage_ms.{stage}": ms for stage, ms in counts.stage_ms.items()}
     return RunResult(counts=totals | {f"rating_events.{k}": v for k, v in counts.broken.items()}, notes=[
         f"stream {cfg['stream.query_name']}: {counts.events} events in {counts.batches} micro-batches, "
         f"{counts.quarantined} quarantined"])

@@ -81,6 +81,10 @@ def test_duplicates_are_applied_once(spark, tiny):
         ignore_row_order=True, ignore_nullable=True)
     assert tables.read(spark, tiny, BRONZE_RATING_EVENTS.name).count() == 2  # the log keeps what arrived
     assert result.counts["events"] == 2
+    # Where the batch's time went is in the run's counts (the ledger keeps them), one entry per stage.
+    assert {k for k in result.counts if k.startswith("stage_ms.")} == {
+        "stage_ms.parse", "stage_ms.log", "stage_ms.merge", "stage_ms.after_merge"}
+    assert result.counts["stage_ms.merge"] > 0
 
 
 def test_a_rerating_replaces_the_rating_and_changes_a_sum_not_a_count(spark, tiny):
