@@ -206,8 +206,9 @@ def reference_keys(spark: SparkSession, cfg: Config, schema: SourceSchema) -> di
 def side_by_side(writes: list[Callable[[], None]]) -> None:
     """Run the writes in threads of their own (each its own Spark jobs and Delta commit) and wait for
     all of them; then raise the first one's error, if any, so that the micro-batch fails as a whole.
-    inheritable_thread_target: the thread takes this one's Spark local properties, and its JVM
-    connection is closed when the write ends (pinned-thread mode leaks it otherwise)."""
+    inheritable_thread_target: the thread takes this one's Spark local properties (job group, tags).
+    The pool lives for one batch: py4j closes a thread's JVM connection when the thread ends.
+    Only the first error in list order is raised; the others' are not reported (a known gap)."""
     if len(writes) == 1:
         writes[0]()
         return
