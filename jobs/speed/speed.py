@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -82,8 +83,8 @@ class BatchCounts:
     batches: int = 0
     events: int = 0
     quarantined: int = 0
-    broken: dict[str, int] = field(default_factory=dict)  # expect.<rule> -> events that broke it
-    stage_ms: dict[str, int] = field(default_factory=dict)  # stage -> milliseconds summed over the batches
+    broken: Counter = field(default_factory=Counter)  # expect.<rule> -> events that broke it
+    stage_ms: Counter = field(default_factory=Counter)  # stage -> milliseconds summed over the batches
     failure: LakejobsError | None = None  # a user's error inside a micro-batch, for the job to raise as is
 
     def fail(self, error: LakejobsError) -> LakejobsError:
@@ -172,10 +173,8 @@ def make_batch_handler(cfg: Config, counts: BatchCounts) -> Callable[[DataFrame,
             counts.batches += 1
             counts.events += total
             counts.quarantined += bad_count
-            for key, n in broken.items():
-                counts.broken[key] = counts.broken.get(key, 0) + n
-            for stage, seconds in took.laps.items():
-                counts.stage_ms[stage] = counts.stage_ms.get(stage, 0) + round(seconds * 1000)
+            counts.broken.update(broken)
+            counts.stage_ms.update({stage: round(seconds * 1000) for stage, seconds in took.laps.items()})
         finally:
             classified.unpersist()
 

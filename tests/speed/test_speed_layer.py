@@ -235,6 +235,8 @@ def test_a_replayed_batch_judges_late_events_as_its_first_attempt_did_and_append
     write_events(late, "a", [ev(3, 12, 5.0, T0 + 1000), ev(4, 11, 2.0, T0 + 10)])
     append_tagged = idempotent.append_tagged
 
+    # The view is written side by side with the progress record and the quarantine; the batch fails
+    # only once all three have committed, so this crash comes after every write of the batch.
     def crash_after_the_last_write(df, cfg_, name, txn):
         append_tagged(df, cfg_, name, txn)
         if name == GOLD_MOVIE_STATS_REALTIME.name:
