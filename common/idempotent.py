@@ -85,7 +85,7 @@ def committed_version(spark: SparkSession, cfg: Config, name: str, txn: Txn) -> 
 
 def covers_tag(progress: dict[str, int]) -> str:
     """The note on a batch recompute that already holds every write of each app id up to its version."""
-    return "covers " + ", ".join(f"{app_id}:{version}" for app_id, version in sorted(progress.items()))
+    return "covers " + (", ".join(f"{app_id}:{version}" for app_id, version in sorted(progress.items())) or "none")
 
 
 def parse_tags(note: str) -> list[tuple[str, int]]:

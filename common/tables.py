@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from common import catalogue, lake_files, paths
@@ -115,6 +115,22 @@ def read(spark: SparkSession, cfg: Config, name: str, version: int | None = None
 def current_version(spark: SparkSession, cfg: Config, name: str) -> TableVersion:
     last = delta_table(spark, cfg, name).history(1).select("version").first()
     return TableVersion(name, location(cfg, name), int(last["version"]))
+
+
+def commits_after(spark: SparkSession, cfg: Config, name: str, version: int) -> tuple[list[Row], bool]:
+    """(the table's commits after `version`, newest first: version, operation, userMetadata; whether
+    the history still holds every one of them). A commit that lands while this reads is included:
+    history(n) gives the newest n, so a window sized from a version read earlier would lose the
+    oldest commit wanted; the window grows until it reaches back past `version`."""
+    limit = max(1, current_version(spark, cfg, name).version - version) + 1
+    while True:
+        rows = delta_table(spark, cfg, name).history(limit).select("version", "operation", "userMetadata").collect()
+        after = [r for r in rows if r.version > version]
+        if len(after) < len(rows) or not after:  # reached back to `version` (or nothing is newer)
+            return after, True
+        if len(rows) < limit:  # the history ends before it: Delta has expired the older commits
+            return after, min(r.version for r in after) == version + 1
+        limit *= 2
 
 
 def overwrite(df: DataFrame, cfg: Config, name: str, user_metadata: str | None = None) -> TableVersion:

@@ -120,13 +120,9 @@ def merged_progress(spark: SparkSession, cfg: Config) -> dict[str, int]:
 def _merged_in_history(spark: SparkSession, cfg: Config, stream: str, since: int) -> tuple[int | None, bool]:
     """(the newest batch of `stream` that a commit of silver.ratings after version `since` is tagged
     with, or None; whether the history still holds every commit after `since`)."""
-    current = tables.current_version(spark, cfg, SILVER).version
-    if current <= since:
-        return None, True
-    notes = (tables.delta_table(spark, cfg, SILVER).history(current - since)
-             .where(F.col("version") > since).select("userMetadata").collect())
+    notes, complete = tables.commits_after(spark, cfg, SILVER, since)
     batches = [batch for r in notes for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if app_id == stream]
-    return max(batches, default=None), len(notes) == current - since
+    return max(batches, default=None), complete
 
 
 def drops_unknown_movies(cfg: Config) -> bool:
@@ -161,11 +157,7 @@ def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, progress
     after version `pinned` (where `progress` was read) and before the recompute tagged `note` (None:
     before now). Delta sees no conflict in a MERGE that lands before the overwrite's transaction
     begins, and the overwrite would drop its events; a MERGE during the transaction makes it conflict."""
-    since = tables.current_version(spark, cfg, SILVER).version - pinned
-    if since <= 0:
-        return
-    newer = tables.delta_table(spark, cfg, SILVER).history(since) \
-        .where(F.col("version") > pinned).select("version", "operation", "userMetadata").collect()
+    newer, _ = tables.commits_after(spark, cfg, SILVER, pinned)
     ours = min((r.version for r in newer if r.userMetadata == note and r.operation != "MERGE"), default=None)
     slipped = [f"{app_id}:{batch}" for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
                for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if batch > progress.get(app_id, -1)]
@@ -222,14 +214,13 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                 if name == "ratings" and tables.exists(spark, cfg, SILVER) else None
             progress = merged_progress(spark, cfg) if pinned else {}
             reads = [tables.current_version(spark, cfg, catalogue.of_source("bronze", name).name)]
-            source, note = tables.read(spark, cfg, reads[0].name, reads[0].version), None
+            source = tables.read(spark, cfg, reads[0].name, reads[0].version)
             if name == "ratings" and tables.exists(spark, cfg, EVENTS):
                 reads.append(tables.current_version(spark, cfg, EVENTS))
                 events = tables.read(spark, cfg, EVENTS, reads[1].version)
                 if not pinned:  # no silver to hold any stream's batches: rebuild from every event
                     progress = logged_progress(events, cfg)
                 source = all_ratings(source, merged_events(events, progress, cfg))
-                note = idempotent.covers_tag(progress) if progress else None
             elif progress:  # the MERGEd events are in silver, but not in the log they came from
                 held = ", ".join(f"up to {upto} of stream '{stream}'" for stream, upto in sorted(progress.items()))
                 raise SourceError(f"{SILVER} holds micro-batches {held}, but {EVENTS}, their log, is missing: "
@@ -239,10 +230,13 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                 observed["unknown"] = Observation()
                 source = of_known_movies(source, tables.read(spark, cfg, MOVIES, reads[-1].version),
                                          observed["unknown"])
-            if pinned and note:
+            # What of the streams the overwrite holds; checked whenever silver exists, also before any
+            # stream has merged: a stream's first MERGE can land inside this attempt too.
+            note = idempotent.covers_tag(progress) if pinned or progress else None
+            if pinned:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note=None)
             written = tables.overwrite(conform(source), cfg, catalogue.of_source("silver", name).name, note)
-            if pinned and note:
+            if pinned:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note)
             if name == "ratings":
                 _record_progress(spark, cfg, progress, written.version)
