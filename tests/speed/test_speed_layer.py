@@ -202,12 +202,16 @@ def test_a_recompute_refuses_to_drop_merged_events_whose_log_is_missing(spark, t
     assert silver_rows(spark, tiny).where("userId = 3").count() == 1  # silver kept the merged event
 
 
-def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dropped(spark, tiny, monkeypatch):
-    # The recompute reads how far silver holds the stream (batch 0); batch 1 is then logged and
-    # merged before the overwrite's transaction begins, so Delta sees no conflict. Without a check
-    # the overwrite would leave batch 1's event out of silver, tagged as covering batch 0 only.
-    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
-    run_job(spark, tiny, "speed")
+@pytest.mark.parametrize("merged_before", [0, 1], ids=["the first merge of a stream", "a later merge"])
+def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dropped(spark, tiny, monkeypatch,
+                                                                                     merged_before):
+    # The recompute reads how far silver holds the stream (nothing yet, or batch 0); the next batch is
+    # then logged and merged before the overwrite's transaction begins, so Delta sees no conflict.
+    # Without a check the overwrite would leave that batch's event out of silver. A full test-suite run
+    # lost the 918 events of a stream's first batch so: the check ran only once a batch was recorded.
+    if merged_before:
+        write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+        run_job(spark, tiny, "speed")
     read_progress, landed = silver.merged_progress, []
 
     def progress_then_a_merge(spark_, cfg_):
@@ -220,31 +224,8 @@ def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dr
 
     monkeypatch.setattr(silver, "merged_progress", progress_then_a_merge)
     run_job(spark, tiny, "silver")
-    assert landed and silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 1}
+    assert landed and silver.merged_progress(spark, tiny) == {"speed_ratings_merge": merged_before}
     assert silver_rows(spark, tiny).where("userId = 4").collect() == [(4, 11, 2.0, T0 + 20)]
-    run_job(spark, tiny, "gold")
-    assert_serving_equals_recompute(spark, tiny)
-
-
-def test_the_first_merge_of_a_stream_landing_inside_a_recompute_is_not_dropped(spark, tiny, monkeypatch):
-    # No stream has run: the recompute finds nothing of one (no marks, no event log). Batch 0 is then
-    # logged and merged before the overwrite's transaction begins. A full test-suite run lost the
-    # 918 events of such a batch: the check for merges that slip in ran only once some batch had
-    # been recorded.
-    read_progress, landed = silver.merged_progress, []
-
-    def progress_then_the_first_merge(spark_, cfg_):
-        progress = read_progress(spark_, cfg_)
-        if not landed:
-            write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
-            run_job(spark, tiny, "speed")
-            landed.append(True)
-        return progress
-
-    monkeypatch.setattr(silver, "merged_progress", progress_then_the_first_merge)
-    run_job(spark, tiny, "silver")
-    assert landed and silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 0}
-    assert silver_rows(spark, tiny).where("userId = 3").collect() == [(3, 12, 5.0, T0 + 10)]
     run_job(spark, tiny, "gold")
     assert_serving_equals_recompute(spark, tiny)
 
