@@ -83,9 +83,11 @@ def committed_version(spark: SparkSession, cfg: Config, name: str, txn: Txn) -> 
     return None
 
 
-def covers_tag(progress: dict[str, int]) -> str:
-    """The note on a batch recompute that already holds every write of each app id up to its version."""
-    return "covers " + (", ".join(f"{app_id}:{version}" for app_id, version in sorted(progress.items())) or "none")
+def covers_tag(progress: dict[str, int], attempt: str | None = None) -> str:
+    """The note on a batch recompute that already holds every write of each app id up to its version;
+    `attempt` (an item parse_tags passes over) tells this write's note from another recompute's."""
+    items = [f"{app_id}:{version}" for app_id, version in sorted(progress.items())] or ["none"]
+    return "covers " + ", ".join(items + ([f"attempt {attempt}"] if attempt else []))
 
 
 def parse_tags(note: str) -> list[tuple[str, int]]:

@@ -6,6 +6,8 @@ table of the same shape. Each transform is a pure DataFrame → DataFrame functi
 """
 from __future__ import annotations
 
+import uuid
+
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -158,7 +160,8 @@ def _refuse_merges_after(spark: SparkSession, cfg: Config, pinned: int, progress
     before now). Delta sees no conflict in a MERGE that lands before the overwrite's transaction
     begins, and the overwrite would drop its events; a MERGE during the transaction makes it conflict."""
     newer, _ = tables.commits_after(spark, cfg, SILVER, pinned)
-    ours = min((r.version for r in newer if r.userMetadata == note and r.operation != "MERGE"), default=None)
+    ours = None if note is None else min(  # the note is this attempt's alone (silver.run)
+        (r.version for r in newer if r.userMetadata == note and r.operation != "MERGE"), default=None)
     slipped = [f"{app_id}:{batch}" for r in newer if (ours is None or r.version < ours) and r.operation == "MERGE"
                for app_id, batch in idempotent.parse_tags(r.userMetadata or "") if batch > progress.get(app_id, -1)]
     if slipped:
@@ -231,8 +234,9 @@ def run(spark: SparkSession, cfg: Config) -> RunResult:
                 source = of_known_movies(source, tables.read(spark, cfg, MOVIES, reads[-1].version),
                                          observed["unknown"])
             # What of the streams the overwrite holds; checked whenever silver exists, also before any
-            # stream has merged: a stream's first MERGE can land inside this attempt too.
-            note = idempotent.covers_tag(progress) if pinned or progress else None
+            # stream has merged: a stream's first MERGE can land inside this attempt too. Unique to the
+            # attempt, so that the check after the write finds this write, not another recompute's.
+            note = idempotent.covers_tag(progress, uuid.uuid4().hex[:12]) if pinned or progress else None
             if pinned:
                 _refuse_merges_after(spark, cfg, pinned.version, progress, note=None)
             written = tables.overwrite(conform(source), cfg, catalogue.of_source("silver", name).name, note)

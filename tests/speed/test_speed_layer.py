@@ -230,6 +230,29 @@ def test_a_merge_landing_after_the_recompute_read_the_streams_progress_is_not_dr
     assert_serving_equals_recompute(spark, tiny)
 
 
+def test_a_merge_between_another_recomputes_overwrite_and_this_ones_is_not_dropped(spark, tiny, monkeypatch):
+    # Two recomputes read the same progress (batch 0). Just before this one's overwrite, the other one
+    # commits its own, then batch 1 merges; this overwrite's transaction begins after both, so Delta
+    # sees no conflict. The check after the write must find this write by its note, not the other's
+    # (with a shared note, batch 1's commit looked later than "ours" and its event was dropped).
+    write_events(tiny, "a", [ev(3, 12, 5.0, T0 + 10)])
+    run_job(spark, tiny, "speed")
+    overwrite, inside = tables.overwrite, []
+
+    def another_recompute_and_a_merge_first(df, cfg_, name, user_metadata=None):
+        if name == SILVER_RATINGS.name and not inside:
+            inside.append(True)
+            run_job(spark, tiny, "silver")
+            write_events(tiny, "b", [ev(4, 11, 2.0, T0 + 20)])
+            run_job(spark, tiny, "speed")
+        return overwrite(df, cfg_, name, user_metadata)
+
+    monkeypatch.setattr(tables, "overwrite", another_recompute_and_a_merge_first)
+    run_job(spark, tiny, "silver")
+    assert inside and silver.merged_progress(spark, tiny) == {"speed_ratings_merge": 1}
+    assert silver_rows(spark, tiny).where("userId = 4").collect() == [(4, 11, 2.0, T0 + 20)]
+
+
 def test_commits_after_a_version_include_one_that_lands_while_they_are_read(spark, tiny, monkeypatch):
     # commits_after sizes its window from the version it reads first; a commit landing after that read
     # would push the oldest wanted commit out of a window of that size.
@@ -239,8 +262,8 @@ def test_commits_after_a_version_include_one_that_lands_while_they_are_read(spar
     write_events(tiny, "b", [ev(4, 11, 2.0, T0 + 20)])
     run_job(spark, tiny, "speed")
     current_version = tables.current_version
-    monkeypatch.setattr(tables, "current_version",  # as read before the last MERGE landed
-                        lambda spark_, cfg_, name: replace(current_version(spark_, cfg_, name), version=before + 1))
+    monkeypatch.setattr(tables, "current_version",  # as read before both MERGEs landed
+                        lambda spark_, cfg_, name: replace(current_version(spark_, cfg_, name), version=before))
     commits, complete = tables.commits_after(spark, tiny, SILVER_RATINGS.name, before)
     assert complete and [r.userMetadata for r in commits] == ["speed_ratings_merge:1", "speed_ratings_merge:0"]
 
